@@ -1,0 +1,23 @@
+-- Step 2 of creating a packet: debit the sender once per packet id.
+-- KEYS[1] wallet hash, KEYS[2] ledger hash
+-- ARGV[1] packet id, ARGV[2] total in fen
+-- Returns 'ok' (debited now or before), 'void' (the sweeper gave up on this
+-- packet first, so it must never be debited) or 'insufficient'.
+local field = 'd:' .. ARGV[1]
+local prev = redis.call('HGET', KEYS[2], field)
+if prev == 'void' then
+  return 'void'
+elseif prev then
+  return 'ok'
+end
+local balance = redis.call('HGET', KEYS[1], 'balance') or '0'
+-- Both are non-negative decimal integers without leading zeros, so comparing
+-- length then text is an exact integer comparison with no Lua number involved.
+if #balance < #ARGV[2] or (#balance == #ARGV[2] and balance < ARGV[2]) then
+  return 'insufficient'
+end
+redis.call('HINCRBY', KEYS[1], 'balance', '-' .. ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'sent_total', ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'sent_count', 1)
+redis.call('HSET', KEYS[2], field, ARGV[2])
+return 'ok'

@@ -1,0 +1,248 @@
+package packet
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Claim is one grab of a packet.
+type Claim struct {
+	User   User  `json:"user"`
+	Amount int64 `json:"amount"`
+	At     int64 `json:"at"`
+	// Seq is the grab order, 1-based.
+	Seq int `json:"-"`
+}
+
+// Detail is everything known about one packet.
+type Detail struct {
+	State
+	// Claims are in grab order.
+	Claims []Claim
+	// Luckiest is the largest claim (the earlier grab wins a tie), nil when
+	// nobody has grabbed yet.
+	Luckiest *Claim
+	// DurationMs is the time from VisibleAt to the last share being taken,
+	// nil unless the packet is empty.
+	DurationMs *int64
+	// Refunded is what went back to the sender at expiry.
+	Refunded int64
+}
+
+// Detail reads a packet with its claims. Pending and cancelled packets are
+// not found: they hold no shares anyone could see.
+func (s *Store) Detail(ctx context.Context, id string) (*Detail, error) {
+	pipe := s.rdb.Pipeline()
+	meta := pipe.HGetAll(ctx, s.k.meta(id))
+	shares := pipe.LRange(ctx, s.k.shares(id), 0, -1)
+	claims := pipe.HGetAll(ctx, s.k.claims(id))
+	if _, err := pipe.Exec(ctx); err != nil && !isNil(err) {
+		return nil, unavailable("detail", err)
+	}
+	d, err := buildDetail(meta.Val(), shares.Val(), claims.Val())
+	if err != nil {
+		return nil, fmt.Errorf("detail %s: %w", id, err)
+	}
+	if d == nil {
+		return nil, refuse(ErrNotFound, "no packet %q", id)
+	}
+	return d, nil
+}
+
+// buildDetail assembles a Detail from the packet's three keys; nil when the
+// packet is missing, pending or cancelled.
+func buildDetail(meta map[string]string, shares []string, rawClaims map[string]string) (*Detail, error) {
+	st, err := parseState(meta)
+	if err != nil || st == nil {
+		return nil, err
+	}
+	left, err := sumShares(shares)
+	if err != nil {
+		return nil, err
+	}
+	d := &Detail{State: *st}
+	if st.Status == StatusExpired {
+		d.Refunded = left
+	} else {
+		d.RemainingCount, d.RemainingAmount = len(shares), left
+	}
+	d.Claims, err = parseClaims(rawClaims)
+	if err != nil {
+		return nil, err
+	}
+	for i := range d.Claims {
+		if d.Luckiest == nil || d.Claims[i].Amount > d.Luckiest.Amount {
+			d.Luckiest = &d.Claims[i]
+		}
+	}
+	if st.Status == StatusEmpty {
+		if emptied, err := strconv.ParseInt(meta["emptied_at"], 10, 64); err == nil {
+			dur := emptied - st.VisibleAt
+			d.DurationMs = &dur
+		}
+	}
+	return d, nil
+}
+
+func parseState(m map[string]string) (*State, error) {
+	status := Status(m["status"])
+	if status == "" || status == StatusPending || status == StatusCancelled {
+		return nil, nil
+	}
+	var st State
+	st.ID, st.Room, st.Greeting = m["id"], m["room"], m["greeting"]
+	st.Sender = User{ID: m["sender_id"], Name: m["sender_name"]}
+	st.Kind, st.Status = Kind(m["kind"]), status
+	var err error
+	ints := []struct {
+		field string
+		dst   *int64
+	}{{"total", &st.Total}, {"created_at", &st.CreatedAt}, {"visible_at", &st.VisibleAt}, {"expires_at", &st.ExpiresAt}}
+	for _, f := range ints {
+		if *f.dst, err = strconv.ParseInt(m[f.field], 10, 64); err != nil {
+			return nil, fmt.Errorf("packet %s: bad %s %q", st.ID, f.field, m[f.field])
+		}
+	}
+	if st.Count, err = strconv.Atoi(m["count"]); err != nil {
+		return nil, fmt.Errorf("packet %s: bad count %q", st.ID, m["count"])
+	}
+	return &st, nil
+}
+
+func sumShares(shares []string) (int64, error) {
+	var sum int64
+	for _, sh := range shares {
+		n, err := strconv.ParseInt(sh, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("bad share %q", sh)
+		}
+		sum += n
+	}
+	return sum, nil
+}
+
+// parseClaims decodes the claims hash into grab order.
+func parseClaims(raw map[string]string) ([]Claim, error) {
+	claims := make([]Claim, 0, len(raw))
+	for user, v := range raw {
+		parts := strings.SplitN(v, "|", 4)
+		if len(parts) != 4 {
+			return nil, fmt.Errorf("bad claim %q", v)
+		}
+		seq, err1 := strconv.Atoi(parts[0])
+		amount, err2 := strconv.ParseInt(parts[1], 10, 64)
+		at, err3 := strconv.ParseInt(parts[2], 10, 64)
+		if err1 != nil || err2 != nil || err3 != nil {
+			return nil, fmt.Errorf("bad claim %q", v)
+		}
+		claims = append(claims, Claim{User: User{ID: user, Name: parts[3]}, Amount: amount, At: at, Seq: seq})
+	}
+	sort.Slice(claims, func(i, j int) bool { return claims[i].Seq < claims[j].Seq })
+	return claims, nil
+}
+
+// RoomPackets lists a room's recent packets, newest first: all of them, or
+// only those still open when activeOnly. limit is capped at the room index
+// length (Config.RoomHistory).
+func (s *Store) RoomPackets(ctx context.Context, room string, activeOnly bool, limit int) ([]State, error) {
+	if limit <= 0 || limit > s.cfg.RoomHistory {
+		limit = s.cfg.RoomHistory
+	}
+	ids, err := s.rdb.ZRevRange(ctx, s.k.room(room), 0, int64(limit)-1).Result()
+	if err != nil {
+		return nil, unavailable("room packets", err)
+	}
+	if len(ids) == 0 {
+		return []State{}, nil
+	}
+	pipe := s.rdb.Pipeline()
+	metas := make([]*redis.MapStringStringCmd, len(ids))
+	shares := make([]*redis.StringSliceCmd, len(ids))
+	for i, id := range ids {
+		metas[i] = pipe.HGetAll(ctx, s.k.meta(id))
+		shares[i] = pipe.LRange(ctx, s.k.shares(id), 0, -1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !isNil(err) {
+		return nil, unavailable("room packets", err)
+	}
+	out := make([]State, 0, len(ids))
+	for i := range ids {
+		d, err := buildDetail(metas[i].Val(), shares[i].Val(), nil)
+		if err != nil {
+			return nil, err
+		}
+		if d == nil || (activeOnly && d.Status != StatusActive) {
+			continue
+		}
+		out = append(out, d.State)
+	}
+	return out, nil
+}
+
+// Wallet is a user's money at a glance.
+type Wallet struct {
+	Balance       int64 `json:"balance"`
+	Funded        int64 `json:"-"`
+	ReceivedTotal int64 `json:"received_total"`
+	ReceivedCount int64 `json:"received_count"`
+	SentTotal     int64 `json:"sent_total"`
+	SentCount     int64 `json:"sent_count"`
+	Refunded      int64 `json:"refunded"`
+}
+
+// Wallet reads user's wallet; an unknown user has an empty one.
+func (s *Store) Wallet(ctx context.Context, userID string) (Wallet, error) {
+	m, err := s.rdb.HGetAll(ctx, s.k.wallet(userID)).Result()
+	if err != nil {
+		return Wallet{}, unavailable("wallet", err)
+	}
+	return parseWallet(m)
+}
+
+func parseWallet(m map[string]string) (Wallet, error) {
+	var w Wallet
+	fields := []struct {
+		name string
+		dst  *int64
+	}{{"balance", &w.Balance}, {"funded", &w.Funded}, {"recv_total", &w.ReceivedTotal},
+		{"recv_count", &w.ReceivedCount}, {"sent_total", &w.SentTotal}, {"sent_count", &w.SentCount},
+		{"refund_total", &w.Refunded}}
+	for _, f := range fields {
+		v, ok := m[f.name]
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return Wallet{}, fmt.Errorf("wallet: bad %s %q", f.name, v)
+		}
+		*f.dst = n
+	}
+	return w, nil
+}
+
+// Claims returns up to limit of user's latest claims, newest first.
+func (s *Store) Claims(ctx context.Context, userID string, limit int) ([]UserClaim, error) {
+	if limit <= 0 || limit > s.cfg.HistoryLen {
+		limit = s.cfg.HistoryLen
+	}
+	raw, err := s.rdb.LRange(ctx, s.k.history(userID), 0, int64(limit)-1).Result()
+	if err != nil {
+		return nil, unavailable("claims", err)
+	}
+	out := make([]UserClaim, 0, len(raw))
+	for _, r := range raw {
+		var c UserClaim
+		if err := json.Unmarshal([]byte(r), &c); err != nil {
+			return nil, fmt.Errorf("claims: bad entry %q: %w", r, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
