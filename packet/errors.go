@@ -53,8 +53,9 @@ type detailed struct {
 func (d *detailed) Error() string { return d.base.Code + ": " + d.msg }
 func (d *detailed) Unwrap() error { return d.base }
 
-// refuse returns base with a request-specific message.
-func refuse(base *Error, format string, args ...any) error {
+// Refuse returns an error that matches base with errors.Is and carries a
+// request-specific message.
+func Refuse(base *Error, format string, args ...any) error {
 	return &detailed{base: base, msg: fmt.Sprintf(format, args...)}
 }
 

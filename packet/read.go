@@ -50,7 +50,7 @@ func (s *Store) Detail(ctx context.Context, id string) (*Detail, error) {
 		return nil, fmt.Errorf("detail %s: %w", id, err)
 	}
 	if d == nil {
-		return nil, refuse(ErrNotFound, "no packet %q", id)
+		return nil, Refuse(ErrNotFound, "no packet %q", id)
 	}
 	return d, nil
 }
@@ -147,10 +147,17 @@ func parseClaims(raw map[string]string) ([]Claim, error) {
 	return claims, nil
 }
 
+// Listed is a packet in a room listing, with what the viewer got from it.
+type Listed struct {
+	State
+	// Mine is the viewer's claim, nil when the viewer has not grabbed it.
+	Mine *int64 `json:"grabbed_by_me"`
+}
+
 // RoomPackets lists a room's recent packets, newest first: all of them, or
-// only those still open when activeOnly. limit is capped at the room index
-// length (Config.RoomHistory).
-func (s *Store) RoomPackets(ctx context.Context, room string, activeOnly bool, limit int) ([]State, error) {
+// only those still open when activeOnly, each with viewer's claim (viewer may
+// be empty). limit is capped at the room index length (Config.RoomHistory).
+func (s *Store) RoomPackets(ctx context.Context, room, viewer string, activeOnly bool, limit int) ([]Listed, error) {
 	if limit <= 0 || limit > s.cfg.RoomHistory {
 		limit = s.cfg.RoomHistory
 	}
@@ -158,20 +165,24 @@ func (s *Store) RoomPackets(ctx context.Context, room string, activeOnly bool, l
 	if err != nil {
 		return nil, unavailable("room packets", err)
 	}
+	out := make([]Listed, 0, len(ids))
 	if len(ids) == 0 {
-		return []State{}, nil
+		return out, nil
 	}
 	pipe := s.rdb.Pipeline()
 	metas := make([]*redis.MapStringStringCmd, len(ids))
 	shares := make([]*redis.StringSliceCmd, len(ids))
+	mine := make([]*redis.StringCmd, len(ids))
 	for i, id := range ids {
 		metas[i] = pipe.HGetAll(ctx, s.k.meta(id))
 		shares[i] = pipe.LRange(ctx, s.k.shares(id), 0, -1)
+		if viewer != "" {
+			mine[i] = pipe.HGet(ctx, s.k.claims(id), viewer)
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !isNil(err) {
 		return nil, unavailable("room packets", err)
 	}
-	out := make([]State, 0, len(ids))
 	for i := range ids {
 		d, err := buildDetail(metas[i].Val(), shares[i].Val(), nil)
 		if err != nil {
@@ -180,7 +191,13 @@ func (s *Store) RoomPackets(ctx context.Context, room string, activeOnly bool, l
 		if d == nil || (activeOnly && d.Status != StatusActive) {
 			continue
 		}
-		out = append(out, d.State)
+		l := Listed{State: d.State}
+		if mine[i] != nil && mine[i].Val() != "" {
+			if c, err := parseClaims(map[string]string{viewer: mine[i].Val()}); err == nil {
+				l.Mine = &c[0].Amount
+			}
+		}
+		out = append(out, l)
 	}
 	return out, nil
 }

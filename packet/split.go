@@ -33,11 +33,11 @@ func NewSplitterSeed(seed [32]byte) *Splitter {
 // if they are not satisfiable anyway.
 func (s *Splitter) Split(kind Kind, total int64, count int, minShare, maxShare int64) ([]int64, error) {
 	if count < 1 || total < int64(count)*minShare || total > int64(count)*maxShare || minShare < 1 {
-		return nil, refuse(ErrInvalidRequest, "cannot split %d fen into %d shares within [%d, %d]", total, count, minShare, maxShare)
+		return nil, Refuse(ErrInvalidRequest, "cannot split %d fen into %d shares within [%d, %d]", total, count, minShare, maxShare)
 	}
 	if kind == Equal {
 		if total%int64(count) != 0 {
-			return nil, refuse(ErrUnevenTotal, "%d fen does not divide evenly into %d shares", total, count)
+			return nil, Refuse(ErrUnevenTotal, "%d fen does not divide evenly into %d shares", total, count)
 		}
 		shares := make([]int64, count)
 		for i := range shares {

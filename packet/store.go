@@ -110,10 +110,10 @@ func unavailable(op string, err error) error {
 // whether money was added and the balance after.
 func (s *Store) Fund(ctx context.Context, userID string, amount int64, ref string) (bool, int64, error) {
 	if userID == "" {
-		return false, 0, refuse(ErrInvalidRequest, "user id is empty")
+		return false, 0, Refuse(ErrInvalidRequest, "user id is empty")
 	}
 	if amount <= 0 {
-		return false, 0, refuse(ErrInvalidAmount, "amount must be a positive number of fen, got %d", amount)
+		return false, 0, Refuse(ErrInvalidAmount, "amount must be a positive number of fen, got %d", amount)
 	}
 	res, err := s.lua.fund.Run(ctx, s.rdb, s.k.walletKeys(userID)[:2], amount, ref).Slice()
 	if err != nil {
@@ -169,10 +169,10 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (*Packet, error) 
 func (s *Store) prepare(req CreateRequest) (*Packet, []int64, error) {
 	lim := s.cfg.Limits
 	if req.Room == "" || req.Sender.ID == "" {
-		return nil, nil, refuse(ErrInvalidRequest, "room and sender are required")
+		return nil, nil, Refuse(ErrInvalidRequest, "room and sender are required")
 	}
 	if !ValidText(req.Greeting, lim.MaxGreeting) {
-		return nil, nil, refuse(ErrInvalidRequest, "greeting must be at most %d characters of text", lim.MaxGreeting)
+		return nil, nil, Refuse(ErrInvalidRequest, "greeting must be at most %d characters of text", lim.MaxGreeting)
 	}
 	if err := lim.Check(req.Kind, req.Total, req.Count); err != nil {
 		return nil, nil, err
@@ -182,7 +182,7 @@ func (s *Store) prepare(req CreateRequest) (*Packet, []int64, error) {
 		ttl = lim.DefaultTTL
 	}
 	if ttl < lim.MinTTL || ttl > lim.MaxTTL {
-		return nil, nil, refuse(ErrInvalidRequest, "ttl must be between %v and %v", lim.MinTTL, lim.MaxTTL)
+		return nil, nil, Refuse(ErrInvalidRequest, "ttl must be between %v and %v", lim.MinTTL, lim.MaxTTL)
 	}
 	shares, err := s.cfg.Splitter.Split(req.Kind, req.Total, req.Count, lim.MinShare, lim.MaxShare)
 	if err != nil {
@@ -223,7 +223,7 @@ func (s *Store) createPending(ctx context.Context, p *Packet, shares []int64) er
 		return unavailable("create", err)
 	}
 	if st, _ := created.Text(); st != "created" {
-		return refuse(ErrUnavailable, "packet %s already exists as %s", p.ID, st)
+		return Refuse(ErrUnavailable, "packet %s already exists as %s", p.ID, st)
 	}
 	return nil
 }
@@ -241,9 +241,9 @@ func (s *Store) debit(ctx context.Context, p *Packet) error {
 		if err := s.cancel(ctx, p.ID); err != nil {
 			s.cfg.Logger.Warn("cancel after refused debit failed; the sweeper will settle it", "packet", p.ID, "err", err)
 		}
-		return refuse(ErrInsufficientFunds, "the wallet holds less than %s", FormatYuan(p.Total))
+		return Refuse(ErrInsufficientFunds, "the wallet holds less than %s", FormatYuan(p.Total))
 	default: // "void": the sweeper settled this packet as never debited.
-		return refuse(ErrUnavailable, "creating packet %s took too long; nothing was debited", p.ID)
+		return Refuse(ErrUnavailable, "creating packet %s took too long; nothing was debited", p.ID)
 	}
 }
 
@@ -266,7 +266,7 @@ func (s *Store) activate(ctx context.Context, p *Packet) error {
 		return unavailable("activate", err)
 	}
 	if status, _ := st.Text(); status == string(StatusCancelled) || status == "missing" {
-		return refuse(ErrUnavailable, "packet %s was %s", p.ID, status)
+		return Refuse(ErrUnavailable, "packet %s was %s", p.ID, status)
 	}
 	return nil
 }
@@ -315,10 +315,10 @@ func (s *Store) Grab(ctx context.Context, id string, user User) (GrabResult, err
 
 func (s *Store) grabOnly(ctx context.Context, id string, user User) (GrabResult, error) {
 	if id == "" || user.ID == "" {
-		return GrabResult{}, refuse(ErrInvalidRequest, "packet id and user are required")
+		return GrabResult{}, Refuse(ErrInvalidRequest, "packet id and user are required")
 	}
 	if _, err := uuid.Parse(id); err != nil {
-		return GrabResult{}, refuse(ErrNotFound, "no packet %q", id)
+		return GrabResult{}, Refuse(ErrNotFound, "no packet %q", id)
 	}
 	res, err := s.lua.grab.Run(ctx, s.rdb, s.k.packetKeys(id), user.ID, user.Name).Slice()
 	if err != nil {

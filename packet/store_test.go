@@ -198,7 +198,7 @@ func TestCreateRefusals(t *testing.T) {
 	if w := wallet(t, s, alice.ID); w.Balance != 500 {
 		t.Fatalf("refused creates moved money: %+v", w)
 	}
-	list, _ := s.RoomPackets(ctx, "r", false, 10)
+	list, _ := s.RoomPackets(ctx, "r", "", false, 10)
 	if len(list) != 0 {
 		t.Fatalf("refused packets are listed: %+v", list)
 	}
@@ -312,14 +312,17 @@ func TestRoomPacketsAndWallet(t *testing.T) {
 	if _, err := s.Grab(ctx, ids[4], User{"bob", "Bob"}); err != nil {
 		t.Fatal(err)
 	}
-	all, err := s.RoomPackets(ctx, "lobby", false, 50)
+	all, err := s.RoomPackets(ctx, "lobby", "bob", false, 50)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(all) != 3 || all[0].ID != ids[4] || all[2].ID != ids[2] {
 		t.Fatalf("room list (newest 3 expected): %+v", all)
 	}
-	active, _ := s.RoomPackets(ctx, "lobby", true, 50)
+	if all[0].Mine == nil || *all[0].Mine != 100 || all[1].Mine != nil {
+		t.Fatalf("bob's claims in the listing: %v, %v", all[0].Mine, all[1].Mine)
+	}
+	active, _ := s.RoomPackets(ctx, "lobby", "", true, 50)
 	if len(active) != 2 {
 		t.Fatalf("active list: %+v", active)
 	}
@@ -482,7 +485,7 @@ func TestCrashAfterDebitBeforeActivate(t *testing.T) {
 	if _, err := s.Grab(ctx, p.ID, User{"bob", "Bob"}); err != nil {
 		t.Fatalf("grab after repair: %v", err)
 	}
-	list, _ := s.RoomPackets(ctx, "r", true, 10)
+	list, _ := s.RoomPackets(ctx, "r", "", true, 10)
 	if len(list) != 1 {
 		t.Fatalf("repaired packet not listed in its room: %+v", list)
 	}

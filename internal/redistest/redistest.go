@@ -65,6 +65,7 @@ func Main(m *testing.M) {
 	if shared != nil {
 		shared.Stop()
 	}
+	stopClusters()
 	os.Exit(code)
 }
 
