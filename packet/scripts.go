@@ -29,7 +29,7 @@ func loadScripts() scripts {
 	}
 	return scripts{
 		fund: load("fund"), create: load("create"), debit: load("debit"), void: load("void"),
-		activate: load("activate"), cancel: load("cancel"), grab: load("grab"),
+		activate: load("activate"), cancel: load("cancel"), grab: load("grabmany"),
 		credit: load("credit"), expire: load("expire"), refund: load("refund"),
 		claimDue: load("claimdue"),
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -43,6 +44,14 @@ type Config struct {
 	Splitter *Splitter
 	// Logger receives repairs and failures of second steps. Default slog.Default().
 	Logger *slog.Logger
+	// CoalesceGrabs settles grabs of one packet that arrive while an earlier
+	// grab of it is in flight in one script call. Default true; the zero
+	// value of Config enables it (set DisableCoalescing to turn it off).
+	CoalesceGrabs bool
+	// DisableCoalescing turns CoalesceGrabs off (for comparison runs).
+	DisableCoalescing bool
+	// MaxBatch caps the grabs settled in one script call. Default 256.
+	MaxBatch int
 }
 
 func (c Config) withDefaults() Config {
@@ -77,6 +86,10 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.CoalesceGrabs = !c.DisableCoalescing
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = 256
+	}
 	return c
 }
 
@@ -89,12 +102,15 @@ type Store struct {
 	cfg Config
 	k   keys
 	lua scripts
+	hot *coalescer
 }
 
 // NewStore returns a Store on rdb (a client, a ring of one, or a cluster).
 func NewStore(rdb redis.UniversalClient, cfg Config) *Store {
 	cfg = cfg.withDefaults()
-	return &Store{rdb: rdb, cfg: cfg, k: keys{cfg.Prefix}, lua: loadScripts()}
+	s := &Store{rdb: rdb, cfg: cfg, k: keys{cfg.Prefix}, lua: loadScripts()}
+	s.hot = newCoalescer(s)
+	return s
 }
 
 // Limits returns the limits in force.
@@ -302,29 +318,89 @@ type GrabResult struct {
 // wallet. The grab itself is one script on the packet's slot; the credit is a
 // second idempotent script on the user's slot. If the credit fails the grab
 // still stands (the claim is the truth) and the sweeper pays it later.
+//
+// Grabs of one packet that arrive while an earlier one is in flight are
+// settled together in one script call (Config.CoalesceGrabs): a hot packet
+// then costs Redis a few commands per batch instead of per grab, with the
+// same outcome for every user as if each had grabbed alone, in arrival order.
 func (s *Store) Grab(ctx context.Context, id string, user User) (GrabResult, error) {
-	g, err := s.grabOnly(ctx, id, user)
-	if err != nil {
-		return g, err
+	if err := checkGrab(id, user); err != nil {
+		return GrabResult{}, err
 	}
-	if err := s.credit(ctx, user.ID, g); err != nil {
-		s.cfg.Logger.Warn("credit after grab failed; the sweeper will pay it", "packet", id, "user", user.ID, "err", err)
+	if !s.cfg.CoalesceGrabs {
+		out := s.settleBatch(ctx, id, []grabRequest{{user: user}})
+		return out[0].res, out[0].err
 	}
-	return g, nil
+	return s.hot.grab(ctx, id, user)
 }
 
-func (s *Store) grabOnly(ctx context.Context, id string, user User) (GrabResult, error) {
+func checkGrab(id string, user User) error {
 	if id == "" || user.ID == "" {
-		return GrabResult{}, Refuse(ErrInvalidRequest, "packet id and user are required")
+		return Refuse(ErrInvalidRequest, "packet id and user are required")
 	}
 	if _, err := uuid.Parse(id); err != nil {
-		return GrabResult{}, Refuse(ErrNotFound, "no packet %q", id)
+		return Refuse(ErrNotFound, "no packet %q", id)
 	}
-	res, err := s.lua.grab.Run(ctx, s.rdb, s.k.packetKeys(id), user.ID, user.Name).Slice()
+	return nil
+}
+
+type grabRequest struct {
+	user User
+	done chan grabOutcome
+}
+
+type grabOutcome struct {
+	res GrabResult
+	err error
+}
+
+// settleBatch grabs for every request in one script call, then credits the
+// winners in one pipelined round trip.
+func (s *Store) settleBatch(ctx context.Context, id string, reqs []grabRequest) []grabOutcome {
+	out := s.grabBatch(ctx, id, reqs)
+	var won []int
+	for i := range out {
+		if out[i].err == nil {
+			won = append(won, i)
+		}
+	}
+	if len(won) == 0 {
+		return out
+	}
+	err := s.pipelined(ctx, func(pipe redis.Pipeliner) {
+		for _, i := range won {
+			s.creditCmd(ctx, pipe, reqs[i].user.ID, out[i].res)
+		}
+	})
 	if err != nil {
-		return GrabResult{}, unavailable("grab", err)
+		s.cfg.Logger.Warn("credit after grab failed; the sweeper will pay it", "packet", id, "grabs", len(won), "err", err)
 	}
-	return parseGrab(id, res)
+	return out
+}
+
+// grabBatch runs the grab script for reqs (no credit).
+func (s *Store) grabBatch(ctx context.Context, id string, reqs []grabRequest) []grabOutcome {
+	out := make([]grabOutcome, len(reqs))
+	args := make([]any, 0, 2*len(reqs))
+	for _, r := range reqs {
+		args = append(args, r.user.ID, r.user.Name)
+	}
+	res, err := s.lua.grab.Run(ctx, s.rdb, s.k.packetKeys(id), args...).Slice()
+	if err == nil && len(res) != 3+len(reqs) {
+		err = fmt.Errorf("grab %s: reply has %d items for %d grabs", id, len(res), len(reqs))
+	}
+	if err != nil {
+		for i := range out {
+			out[i].err = unavailable("grab", err)
+		}
+		return out
+	}
+	room, _ := res[0].(string)
+	at, dur := asInt(res[1]), asInt(res[2])
+	for i := range reqs {
+		out[i].res, out[i].err = parseGrab(id, room, at, dur, res[3+i])
+	}
+	return out
 }
 
 // grabRefusals maps the grab script's refusal codes to errors.
@@ -333,29 +409,27 @@ var grabRefusals = map[string]*Error{
 	"already_grabbed": ErrAlreadyGrabbed, "sold_out": ErrSoldOut,
 }
 
-func parseGrab(id string, res []any) (GrabResult, error) {
-	code, _ := res[0].(string)
-	if code != "ok" {
-		if e, ok := grabRefusals[code]; ok {
-			return GrabResult{}, e
-		}
-		return GrabResult{}, fmt.Errorf("grab %s: unexpected reply %v", id, res)
+// parseGrab reads one user's item of the grab script's reply:
+// "amount|remaining|seq" or a refusal code.
+func parseGrab(id, room string, at, duration int64, item any) (GrabResult, error) {
+	v, _ := item.(string)
+	if e, ok := grabRefusals[v]; ok {
+		return GrabResult{}, e
 	}
-	if len(res) < 7 {
-		return GrabResult{}, fmt.Errorf("grab %s: short reply %v", id, res)
+	parts := strings.Split(v, "|")
+	if len(parts) != 3 {
+		return GrabResult{}, fmt.Errorf("grab %s: unexpected reply %q", id, v)
 	}
-	amount, err := toInt64(res[1])
+	amount, err := strconv.ParseInt(parts[0], 10, 64)
 	if err != nil {
-		return GrabResult{}, fmt.Errorf("grab %s: %w", id, err)
+		return GrabResult{}, fmt.Errorf("grab %s: bad amount %q", id, parts[0])
 	}
-	g := GrabResult{PacketID: id, Amount: amount}
-	g.Remaining = int(asInt(res[2]))
-	g.Seq = int(asInt(res[3]))
-	g.At = asInt(res[4])
-	if d := asInt(res[5]); d >= 0 {
-		g.Emptied, g.DurationMs = true, d
+	g := GrabResult{PacketID: id, Room: room, Amount: amount, At: at}
+	g.Remaining, _ = strconv.Atoi(parts[1])
+	g.Seq, _ = strconv.Atoi(parts[2])
+	if g.Remaining == 0 && duration >= 0 {
+		g.Emptied, g.DurationMs = true, duration
 	}
-	g.Room, _ = res[6].(string)
 	return g, nil
 }
 
@@ -369,6 +443,16 @@ type UserClaim struct {
 
 func (s *Store) credit(ctx context.Context, userID string, g GrabResult) error {
 	return s.creditCmd(ctx, s.rdb, userID, g).Err()
+}
+
+// grabOnly grabs without crediting: the first half of a grab, as a crash
+// between the two steps would leave it. For tests of the repair.
+func (s *Store) grabOnly(ctx context.Context, id string, user User) (GrabResult, error) {
+	if err := checkGrab(id, user); err != nil {
+		return GrabResult{}, err
+	}
+	out := s.grabBatch(ctx, id, []grabRequest{{user: user}})
+	return out[0].res, out[0].err
 }
 
 func (s *Store) creditCmd(ctx context.Context, c redis.Scripter, userID string, g GrabResult) *redis.Cmd {
