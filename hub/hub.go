@@ -1,0 +1,257 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// User identifies the person behind a connection.
+type User struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// Handler is the application's side of a connection.
+type Handler interface {
+	// OnOpen runs on Serve's goroutine after the client has joined its room
+	// (so frames published from now on reach it); it may c.Send a welcome.
+	OnOpen(ctx context.Context, c *Client)
+	// HandleMessage runs on the client's read goroutine, one text frame at a
+	// time; while it runs, no further frames are read from this client.
+	HandleMessage(ctx context.Context, c *Client, msg []byte)
+	// OnClose runs once, after the client has left its room and its writer
+	// has stopped.
+	OnClose(c *Client)
+}
+
+// Hub tracks rooms and their connections on this instance and moves frames
+// between them and the Broker.
+//
+// The Hub owns room membership; each Client owns its connection's I/O. All
+// methods are safe for concurrent use.
+type Hub struct {
+	cfg      Config
+	broker   Broker
+	presence Presence
+	log      *slog.Logger
+	m        *Metrics
+
+	seed   maphash.Seed
+	shards []*shard
+
+	seq    atomic.Uint64 // last Client.seq handed out
+	nconns atomic.Int64
+	nrooms atomic.Int64
+
+	// mu orders Serve's registration against Shutdown: once closed is set
+	// no Serve adds to serving, which makes serving.Wait legal.
+	mu      sync.RWMutex
+	closed  bool
+	closing atomic.Bool // mirrors closed for lock-free checks
+	serving sync.WaitGroup
+}
+
+// New returns a Hub that exchanges frames through broker. logger may be nil
+// (slog.Default is used) and so may m.
+func New(cfg Config, broker Broker, logger *slog.Logger, m *Metrics) *Hub {
+	cfg = cfg.withDefaults()
+	if logger == nil {
+		logger = slog.Default()
+	}
+	h := &Hub{
+		cfg:      cfg,
+		broker:   broker,
+		presence: cfg.Presence,
+		log:      logger.With("instance", cfg.InstanceID),
+		m:        m,
+		seed:     maphash.MakeSeed(),
+		shards:   make([]*shard, cfg.Shards),
+	}
+	for i := range h.shards {
+		h.shards[i] = &shard{rooms: make(map[string]*room)}
+	}
+	return h
+}
+
+func (h *Hub) shardIndex(name string) int {
+	return int(maphash.String(h.seed, name) % uint64(len(h.shards)))
+}
+
+// Config returns the effective configuration, defaults filled in.
+func (h *Hub) Config() Config { return h.cfg }
+
+// Run receives frames from the broker and maintains presence until ctx is
+// done. It returns nil on cancellation and the broker's error otherwise.
+// Serve works before Run is called, but nothing is delivered until it runs.
+func (h *Hub) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { h.presenceLoop(ctx) })
+	err := h.broker.Run(ctx, h.deliver)
+	cancel()
+	wg.Wait()
+	if err != nil {
+		return fmt.Errorf("hub: broker run: %w", err)
+	}
+	return nil
+}
+
+// Serve runs one upgraded connection in room until it ends. It reads on the
+// calling goroutine and starts exactly one writer goroutine. The client
+// joins room first (subscribing the broker if it is the room's first local
+// member here) and leaves it on exit (unsubscribing after the last one).
+// Cancelling ctx closes the connection with 1001. Serve closes conn.
+func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, room string, u User, handler Handler) {
+	h.mu.RLock()
+	if h.closed {
+		h.mu.RUnlock()
+		refuse(conn, websocket.CloseGoingAway, "server shutting down")
+		return
+	}
+	h.serving.Add(1)
+	h.mu.RUnlock()
+	defer h.serving.Done()
+
+	c := newClient(ctx, h, conn, room, u)
+	defer c.cancel()
+	if err := h.join(ctx, c); err != nil {
+		h.log.Error("hub: join failed", "room", room, "user", u.ID, "err", err)
+		refuse(conn, websocket.CloseTryAgainLater, "room unavailable")
+		return
+	}
+	go c.writeLoop()
+	defer func() {
+		close(c.readDone)
+		h.awaitWriter(c)
+		c.cancel()
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.WriteTimeout)
+		h.leave(lctx, c)
+		cancel()
+		handler.OnClose(c)
+	}()
+	// Checked after joining: Shutdown sets closing before it walks the rooms,
+	// so a client either is seen by that walk or sees closing here.
+	if h.closing.Load() {
+		c.Close(websocket.CloseGoingAway, "server shutting down")
+	}
+	stop := context.AfterFunc(ctx, func() { c.Close(websocket.CloseGoingAway, "server shutting down") })
+	defer stop()
+
+	handler.OnOpen(c.ctx, c)
+	c.readLoop(handler)
+}
+
+// awaitWriter waits for c's writer, cutting the socket if it is stuck in a
+// write to a peer that no longer reads.
+func (h *Hub) awaitWriter(c *Client) {
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	select {
+	case <-c.writerDone:
+		return
+	case <-t.C:
+		_ = c.conn.NetConn().Close()
+		<-c.writerDone
+	}
+}
+
+func refuse(conn *websocket.Conn, code int, reason string) {
+	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(closeGrace))
+	_ = conn.Close()
+}
+
+// Publish sends frame to every member of room on every instance, via the
+// broker. Local members get it when the broker hands it back, like everyone
+// else, so no instance delivers it twice. frame may be reused after return.
+func (h *Hub) Publish(ctx context.Context, room string, frame []byte) error {
+	if err := h.broker.Publish(ctx, room, frame); err != nil {
+		return fmt.Errorf("hub: publish to room %q: %w", room, err)
+	}
+	h.m.published()
+	return nil
+}
+
+// deliver is the broker's callback: one frame for one room, fanned out to
+// the local members. It runs on the broker's Run goroutine, one frame at a
+// time, so frames reach each client in the order the broker received them.
+func (h *Hub) deliver(room string, frame []byte) {
+	start := time.Now()
+	h.m.received()
+	sh := h.shardFor(room)
+	sh.mu.RLock()
+	r := sh.rooms[room]
+	n := 0
+	if r != nil {
+		n = len(r.members)
+	}
+	sh.mu.RUnlock()
+	if n == 0 {
+		return
+	}
+	coalescing := h.cfg.CoalesceAbove > 0 && n >= h.cfg.CoalesceAbove
+	if r.coal.absorb(frame, coalescing) {
+		return
+	}
+	h.broadcastLocal(room, frame)
+	h.m.fanout(start)
+}
+
+// broadcastLocal encodes frame once and offers it to every local member of
+// room. It never blocks on a client.
+func (h *Hub) broadcastLocal(room string, frame []byte) {
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, frame)
+	if err != nil {
+		h.log.Error("hub: prepare frame", "room", room, "err", err)
+		return
+	}
+	sh := h.shardFor(room)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	r := sh.rooms[room]
+	if r == nil {
+		return
+	}
+	for c := range r.members {
+		c.enqueue(pm)
+	}
+}
+
+// Shutdown refuses new connections, closes every connection with 1001
+// (going away) and waits for them to finish, until ctx is done; connections
+// still open then are cut without a close handshake.
+func (h *Hub) Shutdown(ctx context.Context) {
+	h.mu.Lock()
+	h.closed = true
+	h.closing.Store(true)
+	h.mu.Unlock()
+
+	h.eachClient(func(c *Client) { c.Close(websocket.CloseGoingAway, "server shutting down") })
+	done := make(chan struct{})
+	go func() {
+		h.serving.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		h.log.Warn("hub: shutdown deadline passed; cutting remaining connections", "connections", h.nconns.Load())
+		h.eachClient(func(c *Client) {
+			if c.conn != nil {
+				_ = c.conn.NetConn().Close()
+			}
+		})
+	}
+}
+
+// Stats reports the local connection and room counts.
+func (h *Hub) Stats() (connections, rooms int) {
+	return int(h.nconns.Load()), int(h.nrooms.Load())
+}

@@ -1,0 +1,115 @@
+package hub
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics instruments a Hub. A nil *Metrics is valid and records nothing, so
+// the hot paths never branch on configuration beyond the nil check.
+type Metrics struct {
+	connections    prometheus.Gauge
+	rooms          prometheus.Gauge
+	messagesIn     prometheus.Counter
+	messagesOut    prometheus.Counter
+	brokerPub      prometheus.Counter
+	brokerRecv     prometheus.Counter
+	evictions      prometheus.Counter
+	fanoutDuration prometheus.Histogram
+}
+
+// NewMetrics creates the hub's collectors and registers them with reg (when
+// reg is non-nil). Registering twice on one registry panics, as with any
+// Prometheus collector, so create one Metrics per registry.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	const ns, sub = "hongbao", "hub"
+	m := &Metrics{
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "connections",
+			Help: "WebSocket connections currently served by this instance.",
+		}),
+		rooms: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "rooms",
+			Help: "Rooms with at least one local member.",
+		}),
+		messagesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "messages_in_total",
+			Help: "Text frames read from clients.",
+		}),
+		messagesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "messages_out_total",
+			Help: "Data frames written to clients.",
+		}),
+		brokerPub: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "broker_published_total",
+			Help: "Frames published to the broker.",
+		}),
+		brokerRecv: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "broker_received_total",
+			Help: "Frames received from the broker.",
+		}),
+		evictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "slow_client_evictions_total",
+			Help: "Clients closed because their send queue overflowed.",
+		}),
+		fanoutDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "broadcast_fanout_seconds",
+			Help:    "Time from broker receipt of a frame to its last local enqueue.",
+			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10), // 10µs .. ~2.6s
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.connections, m.rooms, m.messagesIn, m.messagesOut,
+			m.brokerPub, m.brokerRecv, m.evictions, m.fanoutDuration)
+	}
+	return m
+}
+
+func (m *Metrics) connAdd(d float64) {
+	if m != nil {
+		m.connections.Add(d)
+	}
+}
+
+func (m *Metrics) roomAdd(d float64) {
+	if m != nil {
+		m.rooms.Add(d)
+	}
+}
+
+func (m *Metrics) in() {
+	if m != nil {
+		m.messagesIn.Inc()
+	}
+}
+
+func (m *Metrics) out(n int) {
+	if m != nil {
+		m.messagesOut.Add(float64(n))
+	}
+}
+
+func (m *Metrics) published() {
+	if m != nil {
+		m.brokerPub.Inc()
+	}
+}
+
+func (m *Metrics) received() {
+	if m != nil {
+		m.brokerRecv.Inc()
+	}
+}
+
+func (m *Metrics) evicted() {
+	if m != nil {
+		m.evictions.Inc()
+	}
+}
+
+func (m *Metrics) fanout(since time.Time) {
+	if m != nil {
+		m.fanoutDuration.Observe(time.Since(since).Seconds())
+	}
+}
