@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/hongbao-dev/hongbao/hub"
+	"github.com/hongbao-dev/hongbao/packet"
+	"github.com/hongbao-dev/hongbao/static"
+	"github.com/hongbao-dev/hongbao/web"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
+)
+
+// instance is one running hongbao server: Redis client, store, hub, web app
+// and HTTP server, wired together.
+type instance struct {
+	cfg   Config
+	log   *slog.Logger
+	rdb   redis.UniversalClient
+	mini  *miniredis.Miniredis // nil unless running the embedded demo Redis
+	store *packet.Store
+	hub   *hub.Hub
+	app   *web.App
+	srv   *http.Server
+	ln    net.Listener
+}
+
+// openRedis connects to REDIS_URL: one URL for a single Redis, a URL with
+// addr= parameters or a comma-separated list for a cluster. With no URL it
+// starts an embedded in-memory Redis.
+func openRedis(url string) (redis.UniversalClient, *miniredis.Miniredis, bool, error) {
+	switch {
+	case url == "":
+		m := miniredis.NewMiniRedis()
+		if err := m.Start(); err != nil {
+			return nil, nil, false, fmt.Errorf("embedded redis: %w", err)
+		}
+		return redis.NewClient(&redis.Options{Addr: m.Addr()}), m, false, nil
+	case strings.Contains(url, ","):
+		var addrs []string
+		var base *redis.Options
+		for _, seed := range strings.Split(url, ",") {
+			seed = strings.TrimSpace(seed)
+			if !strings.Contains(seed, "://") {
+				seed = "redis://" + seed
+			}
+			o, err := redis.ParseURL(seed)
+			if err != nil {
+				return nil, nil, false, fmt.Errorf("REDIS_URL seed %q: %w", seed, err)
+			}
+			if base == nil {
+				base = o
+			}
+			addrs = append(addrs, o.Addr)
+		}
+		return redis.NewClusterClient(&redis.ClusterOptions{
+			Addrs: addrs, Username: base.Username, Password: base.Password, TLSConfig: base.TLSConfig,
+		}), nil, true, nil
+	case strings.Contains(url, "addr="):
+		o, err := redis.ParseClusterURL(url)
+		if err != nil {
+			return nil, nil, false, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		return redis.NewClusterClient(o), nil, true, nil
+	default:
+		o, err := redis.ParseURL(url)
+		if err != nil {
+			return nil, nil, false, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		return redis.NewClient(o), nil, false, nil
+	}
+}
+
+// newInstance wires a server from cfg, listening on ln.
+func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, error) {
+	rdb, mini, cluster, err := openRedis(cfg.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	if mini != nil {
+		log.Warn("running with an embedded in-memory Redis: for trying hongbao out only (one instance, nothing survives a restart); set REDIS_URL for real use")
+	}
+	secret := []byte(cfg.Secret)
+	if len(secret) == 0 {
+		secret = make([]byte, 32)
+		_, _ = rand.Read(secret)
+		log.Warn("HONGBAO_SECRET is not set: using a random secret, so tokens die with this process and other instances reject them")
+	}
+	var origins []string
+	for _, o := range strings.Split(cfg.AllowedOrigins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			origins = append(origins, o)
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	store := packet.NewStore(rdb, packet.Config{
+		Prefix: cfg.KeyPrefix,
+		Limits: packet.Limits{MaxCount: cfg.MaxCount, MaxShare: cfg.MaxShare, DefaultTTL: cfg.PacketTTL},
+		Logger: log,
+	})
+	broker := hub.NewRedisBroker(rdb, hub.RedisBrokerConfig{Prefix: cfg.KeyPrefix, Sharded: cluster})
+	h := hub.New(hub.Config{
+		CoalesceAbove: cfg.CoalesceAbove,
+		SendQueue:     cfg.SendQueue,
+		Presence:      hub.NewRedisPresence(rdb, hub.RedisPresenceConfig{Prefix: cfg.KeyPrefix}),
+	}, broker, log, hub.NewMetrics(reg))
+	app := web.New(web.Config{
+		Secret:          secret,
+		AdminToken:      cfg.AdminToken,
+		AllowedOrigins:  origins,
+		StartingBalance: cfg.StartingBalance,
+		SessionRate:     rate.Limit(cfg.SessionRate),
+		SessionBurst:    cfg.SessionBurst,
+		GrabRate:        rate.Limit(cfg.GrabRate),
+		GrabBurst:       cfg.GrabBurst,
+		ChatRate:        rate.Limit(cfg.ChatRate),
+		ChatBurst:       cfg.ChatBurst,
+		Static:          static.FS(),
+		Registerer:      reg,
+		Gatherer:        reg,
+		Ready:           func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		Logger:          log,
+	}, store, h)
+	return &instance{
+		cfg: cfg, log: log, rdb: rdb, mini: mini, store: store, hub: h, app: app, ln: ln,
+		srv: &http.Server{Handler: app.Echo(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
+	}, nil
+}
+
+// run serves until ctx ends, then shuts down gracefully: stop accepting,
+// close every WebSocket with 1001 going-away, let in-flight grabs finish,
+// and return within ShutdownTimeout.
+func (in *instance) run(ctx context.Context) error {
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		if err := in.hub.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
+			in.log.Error("hub stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		in.store.RunSweeper(bg, in.cfg.SweepInterval, in.app.OnExpired)
+	}()
+	if in.cfg.PprofAddr != "" {
+		go servePprof(in.cfg.PprofAddr, in.log)
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- in.srv.Serve(in.ln) }()
+	in.log.Info("hongbao listening", "addr", in.ln.Addr().String())
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-served:
+	}
+	in.log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), in.cfg.ShutdownTimeout)
+	defer cancel()
+	// New connections stop first; REST requests in flight finish.
+	if e := in.srv.Shutdown(sctx); e != nil {
+		in.log.Warn("http shutdown", "err", e)
+	}
+	in.app.Close()
+	// WebSockets close with 1001; each read loop finishes its grab first.
+	in.hub.Shutdown(sctx)
+	stopBG()
+	wg.Wait()
+	_ = in.rdb.Close()
+	if in.mini != nil {
+		in.mini.Close()
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func servePprof(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	log.Info("pprof listening", "addr", addr)
+	if err := http.ListenAndServe(addr, mux); err != nil {
+		log.Warn("pprof stopped", "err", err)
+	}
+}

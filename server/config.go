@@ -1,0 +1,141 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Config is every setting of the server. Each has a flag and an environment
+// variable; the flag wins. Defaults live in one place: registerFlags.
+type Config struct {
+	Addr            string
+	RedisURL        string
+	Secret          string
+	AdminToken      string
+	AllowedOrigins  string
+	KeyPrefix       string
+	StartingBalance int64
+	MaxCount        int
+	MaxShare        int64
+	PacketTTL       time.Duration
+	SweepInterval   time.Duration
+	CoalesceAbove   int
+	SendQueue       int
+	SessionRate     float64 // requests per second: a rate, not money
+	SessionBurst    int
+	GrabRate        float64 // requests per second: a rate, not money
+	GrabBurst       int
+	ChatRate        float64 // messages per second: a rate, not money
+	ChatBurst       int
+	ShutdownTimeout time.Duration
+	LogLevel        string
+	LogFormat       string
+	PprofAddr       string
+}
+
+// setting is one row of the table that `server -h` prints.
+type setting struct {
+	flag, env, def, help string
+}
+
+// registerFlags declares every setting on fs with its env var and default,
+// and returns the rows for the help text.
+func registerFlags(fs *flag.FlagSet, c *Config) []setting {
+	var rows []setting
+	str := func(p *string, name, env, def, help string) {
+		fs.StringVar(p, name, envOr(env, def), help)
+		rows = append(rows, setting{name, env, def, help})
+	}
+	i64 := func(p *int64, name, env string, def int64, help string) {
+		v, _ := strconv.ParseInt(envOr(env, strconv.FormatInt(def, 10)), 10, 64)
+		fs.Int64Var(p, name, v, help)
+		rows = append(rows, setting{name, env, strconv.FormatInt(def, 10), help})
+	}
+	num := func(p *int, name, env string, def int, help string) {
+		v, _ := strconv.Atoi(envOr(env, strconv.Itoa(def)))
+		fs.IntVar(p, name, v, help)
+		rows = append(rows, setting{name, env, strconv.Itoa(def), help})
+	}
+	rate := func(p *float64, name, env string, def float64, help string) {
+		v, _ := strconv.ParseFloat(envOr(env, strconv.FormatFloat(def, 'g', -1, 64)), 64)
+		fs.Float64Var(p, name, v, help)
+		rows = append(rows, setting{name, env, strconv.FormatFloat(def, 'g', -1, 64), help})
+	}
+	dur := func(p *time.Duration, name, env string, def time.Duration, help string) {
+		v, err := time.ParseDuration(envOr(env, def.String()))
+		if err != nil {
+			v = def
+		}
+		fs.DurationVar(p, name, v, help)
+		rows = append(rows, setting{name, env, def.String(), help})
+	}
+	str(&c.Addr, "addr", "HONGBAO_ADDR", ":8080", "listen address")
+	str(&c.RedisURL, "redis-url", "REDIS_URL", "", "redis:// or rediss:// URL, or comma-separated cluster seeds; empty runs an embedded in-memory Redis (demo only: one instance, nothing kept)")
+	str(&c.Secret, "secret", "HONGBAO_SECRET", "", "HS256 secret for user tokens; every instance must share it; empty makes a random one per process")
+	str(&c.AdminToken, "admin-token", "HONGBAO_ADMIN_TOKEN", "", "bearer token for POST /api/v1/admin/credit; empty disables the admin API")
+	str(&c.AllowedOrigins, "allowed-origins", "HONGBAO_ALLOWED_ORIGINS", "", "comma-separated browser origins allowed to open a WebSocket, or *; empty allows the same origin only")
+	str(&c.KeyPrefix, "key-prefix", "HONGBAO_KEY_PREFIX", "hb", "prefix of every Redis key and channel")
+	i64(&c.StartingBalance, "starting-balance", "HONGBAO_STARTING_BALANCE", 10000, "fen credited to each new guest session (-1: none)")
+	num(&c.MaxCount, "max-count", "HONGBAO_MAX_COUNT", 1000, "most shares in one packet")
+	i64(&c.MaxShare, "max-share", "HONGBAO_MAX_SHARE", 20000, "largest share in fen")
+	dur(&c.PacketTTL, "packet-ttl", "HONGBAO_PACKET_TTL", 24*time.Hour, "how long a packet stays open by default (at most 72h)")
+	dur(&c.SweepInterval, "sweep-interval", "HONGBAO_SWEEP_INTERVAL", time.Second, "how often this instance looks for expired packets and unfinished steps")
+	num(&c.CoalesceAbove, "coalesce-above", "HONGBAO_COALESCE_ABOVE", 1000, "local room size from which grabbed events become progress events every 200ms (-1: never)")
+	num(&c.SendQueue, "send-queue", "HONGBAO_SEND_QUEUE", 256, "frames queued per connection before a slow client is evicted")
+	rate(&c.SessionRate, "session-rate", "HONGBAO_SESSION_RATE", 1, "guest sessions per second per client IP")
+	num(&c.SessionBurst, "session-burst", "HONGBAO_SESSION_BURST", 20, "guest sessions a client IP may create at once")
+	rate(&c.GrabRate, "grab-rate", "HONGBAO_GRAB_RATE", 10, "grabs per second per connection or user")
+	num(&c.GrabBurst, "grab-burst", "HONGBAO_GRAB_BURST", 20, "grabs a connection or user may send at once")
+	rate(&c.ChatRate, "chat-rate", "HONGBAO_CHAT_RATE", 2, "chat messages per second per connection")
+	num(&c.ChatBurst, "chat-burst", "HONGBAO_CHAT_BURST", 5, "chat messages a connection may send at once")
+	dur(&c.ShutdownTimeout, "shutdown-timeout", "HONGBAO_SHUTDOWN_TIMEOUT", 10*time.Second, "how long a graceful shutdown may take")
+	str(&c.LogLevel, "log-level", "HONGBAO_LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&c.LogFormat, "log-format", "HONGBAO_LOG_FORMAT", "text", "text or json")
+	str(&c.PprofAddr, "pprof-addr", "HONGBAO_PPROF_ADDR", "", "listen address for net/http/pprof (e.g. 127.0.0.1:6060); empty disables it")
+	return rows
+}
+
+func envOr(env, def string) string {
+	if v, ok := os.LookupEnv(env); ok {
+		return v
+	}
+	return def
+}
+
+// parseConfig reads flags and environment.
+func parseConfig(args []string, stderr io.Writer) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("hongbao", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	rows := registerFlags(fs, &c)
+	fs.Usage = func() { usage(stderr, rows) }
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return c, nil
+}
+
+func usage(w io.Writer, rows []setting) {
+	fmt.Fprintln(w, "hongbao: real-time red packets over WebSocket, settled in Redis.")
+	fmt.Fprintln(w, "\nUsage: server [flags]   (every flag can also be set by its environment variable)")
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "FLAG\tENV\tDEFAULT\tMEANING")
+	for _, r := range rows {
+		def := r.def
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(tw, "-%s\t%s\t%s\t%s\n", r.flag, r.env, def, r.help)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,391 @@
+// Entry point: join, room lifecycle, WebSocket dispatch, balance, language.
+
+import { Api, ApiError } from './api.js';
+import { RoomSocket, wsURL, SocketError } from './ws.js';
+import { detectLang, setLang, getLang, onLangChange, t, errorMessage, applyTranslations } from './i18n.js';
+import { formatFen } from './money.js';
+import { state, serverNow, isMe, normaliseRoom } from './state.js';
+import { $, toast, avatar } from './dom.js';
+import { openDialog, closeDialog } from './dialog.js';
+import { initTimeline, clearTimeline, addChat, addSystem, initComposer, relabelTimes } from './chat.js';
+import {
+  initPackets, upsertPacket, applyGrabbed, applyProgress, applyFinished, applyOwnGrab,
+  clearPackets, relabelPackets, isRainPacket,
+} from './packets.js';
+import {
+  initRain, initRainDialog, startRain, rainGrabbed, rainProgress, markRainsIncomplete,
+  resetRain, relabelRain, relabelRainDialog,
+} from './rain.js';
+import { initPresence, renderPresence } from './presence.js';
+
+const api = new Api();
+let socket = null;
+let welcomed = false;
+let bannerTimer = 0;
+
+window.hongbao = Object.freeze({ state });
+
+/* ------------------------------------------------------------------ */
+/* Balance                                                             */
+/* ------------------------------------------------------------------ */
+
+let meTimer = 0;
+let meInFlight = null;
+
+/** Refresh GET /api/v1/me soon (coalesces bursts, e.g. during a rain). */
+function refreshMe(delay = 150) {
+  clearTimeout(meTimer);
+  meTimer = setTimeout(loadMe, delay);
+}
+
+async function loadMe() {
+  if (meInFlight) { refreshMe(250); return; }
+  meInFlight = api.me();
+  try {
+    const me = await meInFlight;
+    if (me.user) state.user = me.user;
+    if (Number.isInteger(me.balance)) renderBalance(me.balance);
+    state.received = me.received ?? null;
+    state.sent = me.sent ?? null;
+    renderStats();
+  } catch (err) {
+    if (err instanceof ApiError && err.code === 'unavailable') refreshMe(3000);
+  } finally {
+    meInFlight = null;
+  }
+}
+
+function renderBalance(fen) {
+  const el = $('#balance');
+  const changed = state.balance !== null && state.balance !== fen;
+  const up = state.balance !== null && fen > state.balance;
+  state.balance = fen;
+  el.textContent = formatFen(fen);
+  el.dataset.fen = String(fen);
+  if (changed) {
+    const chip = el.parentElement;
+    chip.classList.remove('flash-up', 'flash-down');
+    void chip.offsetWidth; // restart the flash (discrete event)
+    chip.classList.add(up ? 'flash-up' : 'flash-down');
+  }
+}
+
+function renderStats() {
+  $('#my-stats').hidden = !state.user;
+  $('#stat-balance').textContent = state.balance == null ? '—' : formatFen(state.balance);
+  $('#stat-received').textContent = state.received ? t('stats.count', { amount: formatFen(state.received.total), n: state.received.count }) : '—';
+  $('#stat-sent').textContent = state.sent ? t('stats.count', { amount: formatFen(state.sent.total), n: state.sent.count }) : '—';
+  if (state.user) avatar(state.user, 'sm', $('#me-avatar'));
+}
+
+/* ------------------------------------------------------------------ */
+/* Grab: WebSocket first, REST if the socket is not there              */
+/* ------------------------------------------------------------------ */
+
+async function grab(packetId) {
+  let res;
+  if (socket?.isOpen) {
+    try {
+      res = await socket.grab(packetId);
+    } catch (err) {
+      if (!(err instanceof SocketError) || err.code !== 'unavailable') throw err;
+      res = await api.grab(packetId); // connection dropped mid-grab: the server decides
+    }
+  } else {
+    res = await api.grab(packetId);
+  }
+  const vm = applyOwnGrab(packetId, res.amount, res.remaining);
+  if (vm && !isRainPacket(vm) && Number.isInteger(res.amount)) {
+    const own = isMe(vm.sender);
+    addSystem(own ? 'sys.youGrabbedOwn' : 'sys.youGrabbed', { name: vm.sender?.name ?? '', amount: formatFen(res.amount) }, serverNow(), { kind: 'you-grabbed' });
+  }
+  // Let the 開 animation reveal the amount before the balance does.
+  refreshMe(900);
+  return res;
+}
+
+/* ------------------------------------------------------------------ */
+/* Connection                                                          */
+/* ------------------------------------------------------------------ */
+
+function renderConn(detail) {
+  const s = detail.state;
+  state.conn = s;
+  const el = $('#conn-status');
+  el.dataset.state = s;
+  el.querySelector('.conn-text').textContent = t(`conn.${s}`);
+  const banner = $('#conn-banner');
+  clearInterval(bannerTimer);
+  if (s === 'closed') {
+    banner.hidden = false;
+    const tick = () => {
+      const left = Math.ceil(((socket?.retryAt ?? 0) - Date.now()) / 1000);
+      $('#conn-banner-text').textContent = left > 0 ? t('conn.banner', { s: left }) : t('conn.bannerNow');
+    };
+    tick();
+    bannerTimer = setInterval(tick, 500);
+  } else if (s === 'open') {
+    banner.hidden = true;
+  } else if (s === 'connecting' && !banner.hidden) {
+    $('#conn-banner-text').textContent = t('conn.bannerNow');
+  }
+  document.body.dataset.conn = s;
+}
+
+async function onAuthProblem(why) {
+  if (why === 'auth') {
+    await api.renew();
+  } else {
+    // The upgrade failed: a 401 looks like any other failure to a browser.
+    // GET /me renews the session if the token is the problem.
+    await api.me();
+  }
+}
+
+/** After (re)connecting: catch up on what we missed. */
+async function syncRoom() {
+  const room = state.room;
+  refreshMe(0);
+  try {
+    const { packets = [] } = await api.roomPackets(room, { status: 'all', limit: 50 });
+    if (room !== state.room) return;
+    // Newest first on the wire: merge oldest first so cards land in order.
+    for (const p of [...packets].reverse()) upsertPacket(p);
+  } catch (err) {
+    toast(errorMessage(err), { kind: 'error' });
+  }
+}
+
+function onMessage(msg) {
+  switch (msg.type) {
+    case 'welcome': {
+      if (Number.isFinite(msg.server_time)) state.clockOffset = msg.server_time - Date.now();
+      if (msg.user) state.user = msg.user;
+      const reconnect = welcomed;
+      welcomed = true;
+      if (reconnect) { markRainsIncomplete(); toast(t('conn.restored')); }
+      syncRoom();
+      break;
+    }
+    case 'packet': {
+      const vm = upsertPacket(msg.packet);
+      if (vm && isMe(vm.sender)) refreshMe();
+      break;
+    }
+    case 'rain': {
+      const r = startRain(msg.rain);
+      if (r && isMe(r.sender)) refreshMe();
+      break;
+    }
+    case 'grabbed':
+      rainGrabbed(msg);
+      applyGrabbed(msg);
+      if (isMe(msg.user)) refreshMe(900); // e.g. grabbed from another tab
+      break;
+    case 'progress':
+      rainProgress(msg);
+      applyProgress(msg);
+      break;
+    case 'finished': {
+      const vm = applyFinished(msg);
+      // An expired packet refunds its sender (a rain's packets refund its host).
+      const rain = state.rains.get(state.rainOfPacket.get(msg.packet_id));
+      if (msg.reason === 'expired' && ((vm && isMe(vm.sender)) || (rain && isMe(rain.sender)))) refreshMe(600);
+      break;
+    }
+    case 'chat':
+      addChat(msg);
+      break;
+    case 'presence':
+      renderPresence(msg);
+      break;
+    case 'error':
+      if (msg.error) toast(errorMessage(msg.error), { kind: 'error' });
+      break;
+    default:
+      break; // `result` is matched inside RoomSocket; unknown types are ignored
+  }
+}
+
+function connect() {
+  const old = socket;
+  socket = null;
+  old?.stop(); // its last "closed" event is ignored below: we are switching, not dropping
+  welcomed = false;
+  const s = new RoomSocket({ url: () => wsURL(state.room, api.token), onAuthProblem });
+  socket = s;
+  s.addEventListener('state', (e) => { if (socket === s) renderConn(e.detail); });
+  s.addEventListener('message', (e) => { if (socket === s) onMessage(e.detail); });
+  s.start();
+}
+
+/* ------------------------------------------------------------------ */
+/* Rooms                                                               */
+/* ------------------------------------------------------------------ */
+
+function roomFromURL() {
+  return normaliseRoom(new URLSearchParams(location.search).get('room')) ?? 'lobby';
+}
+
+function showRoomName() {
+  $('#room-name').textContent = state.room;
+  $('#join-room-name').textContent = state.room;
+  document.title = `#${state.room} · ${t('app.title')}`;
+}
+
+function enterRoom(room) {
+  for (const d of document.querySelectorAll('dialog[open]')) d.close();
+  state.room = room;
+  showRoomName();
+  resetRain();
+  clearPackets();
+  clearTimeline();
+  renderPresence({ online: 0, users: [] });
+  connect();
+}
+
+function switchRoom(room) {
+  if (room === state.room) return;
+  const url = new URL(location.href);
+  url.searchParams.set('room', room);
+  history.pushState({ room }, '', url);
+  enterRoom(room);
+}
+
+function initRoomDialog() {
+  const dlg = $('#room-dialog');
+  const input = $('#room-input');
+  const error = $('#room-error');
+  const suggestions = $('#room-suggestions');
+  for (const name of ['lobby', 'live', 'family', 'team', 'stream-1']) {
+    const b = document.createElement('button');
+    b.type = 'button';
+    b.className = 'chip';
+    b.textContent = `#${name}`;
+    b.addEventListener('click', () => { closeDialog(dlg); switchRoom(name); });
+    suggestions.append(b);
+  }
+  $('#room-switch').addEventListener('click', (e) => {
+    input.value = state.room;
+    error.textContent = '';
+    openDialog(dlg, { opener: e.currentTarget, focus: input });
+    input.select();
+  });
+  $('#room-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const room = normaliseRoom(input.value);
+    if (!room) { error.textContent = t('room.invalid'); input.setAttribute('aria-invalid', 'true'); input.focus(); return; }
+    input.removeAttribute('aria-invalid');
+    closeDialog(dlg);
+    switchRoom(room);
+  });
+  window.addEventListener('popstate', () => {
+    if (state.user && roomFromURL() !== state.room) enterRoom(roomFromURL());
+  });
+}
+
+/* ------------------------------------------------------------------ */
+/* Join                                                                */
+/* ------------------------------------------------------------------ */
+
+function showJoin() {
+  const old = socket;
+  socket = null;
+  old?.stop();
+  $('#room-screen').hidden = true;
+  $('#join-screen').hidden = false;
+  document.body.dataset.view = 'join';
+  const input = $('#name-input');
+  input.value = api.session?.name ?? input.value;
+  input.focus();
+}
+
+async function join(name) {
+  const button = $('#join-button');
+  const error = $('#join-error');
+  const clean = String(name ?? '').trim();
+  if (!clean || Array.from(clean).length > 32) {
+    error.textContent = t('join.nameRequired');
+    $('#name-input').setAttribute('aria-invalid', 'true');
+    $('#name-input').focus();
+    return;
+  }
+  $('#name-input').removeAttribute('aria-invalid');
+  error.textContent = '';
+  button.disabled = true;
+  button.textContent = t('join.joining');
+  try {
+    const s = await api.ensureSession(clean);
+    state.user = s.user ?? null;
+    $('#join-screen').hidden = true;
+    $('#room-screen').hidden = false;
+    document.body.dataset.view = 'room';
+    renderStats();
+    enterRoom(roomFromURL());
+    // On phones, focusing the input would pop the keyboard over the chat.
+    if (matchMedia('(pointer: fine)').matches) $('#chat-input').focus({ preventScroll: true });
+  } catch (err) {
+    error.textContent = errorMessage(err);
+    if (err.message && err.message !== error.textContent) error.textContent += ` (${err.message})`;
+  } finally {
+    button.disabled = false;
+    button.textContent = t('join.button');
+  }
+}
+
+/* ------------------------------------------------------------------ */
+/* Boot                                                                */
+/* ------------------------------------------------------------------ */
+
+function relabelAll() {
+  state.lang = getLang();
+  showRoomName();
+  renderConn({ state: state.conn });
+  renderPresence();
+  relabelTimes();
+  relabelPackets();
+  relabelRain();
+  relabelRainDialog();
+  renderStats();
+}
+
+function boot() {
+  setLang(detectLang({ search: location.search }), { persist: false });
+  state.lang = getLang();
+  state.room = roomFromURL();
+  applyTranslations(document);
+  showRoomName();
+
+  initTimeline();
+  initComposer(async (text) => {
+    const res = await socket.chat(text);
+    // Servers echo chat to the sender; if this one did not, show it anyway.
+    setTimeout(() => addChat({ id: res.id, user: state.user, text, at: res.at ?? serverNow(), local: !res.id }), 1500);
+  });
+  initPackets({ api, grab, onOwnMoneyEvent: () => refreshMe() });
+  initRain({ api, grab, onOwnMoneyEvent: () => refreshMe(400) });
+  initRainDialog();
+  initRoomDialog();
+  initPresence();
+
+  for (const b of document.querySelectorAll('[data-lang-toggle]')) {
+    b.addEventListener('click', () => setLang(getLang() === 'zh' ? 'en' : 'zh'));
+  }
+  onLangChange(relabelAll);
+  $('#conn-retry').addEventListener('click', () => socket?.retryNow());
+  $('#me-button').addEventListener('click', showJoin);
+  $('#join-form').addEventListener('submit', (e) => { e.preventDefault(); join($('#name-input').value); });
+  api.onSessionChange((s) => {
+    if (s?.user) { state.user = s.user; renderStats(); }
+  });
+
+  const remembered = api.session?.name;
+  if (remembered) {
+    $('#name-input').value = remembered;
+    join(remembered);
+  } else {
+    showJoin();
+  }
+}
+
+boot();

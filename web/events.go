@@ -1,0 +1,115 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+
+	"github.com/hongbao-dev/hongbao/packet"
+)
+
+// The server → client frames of protocol v1 (docs/protocol.md). Each is
+// encoded once and published to the room; the hub hands the same bytes to
+// every member.
+
+type packetEvent struct {
+	Type   string      `json:"type"`
+	Packet packetState `json:"packet"`
+}
+
+// packetState is a packet object with its live state, as the REST API and
+// the packet event show it.
+type packetState struct {
+	packet.State
+	GrabbedByMe *int64 `json:"grabbed_by_me,omitempty"`
+}
+
+type grabbedEvent struct {
+	Type      string      `json:"type"`
+	PacketID  string      `json:"packet_id"`
+	User      packet.User `json:"user"`
+	Amount    int64       `json:"amount"`
+	Remaining int         `json:"remaining"`
+}
+
+type luckiest struct {
+	User   packet.User `json:"user"`
+	Amount int64       `json:"amount"`
+}
+
+type finishedEvent struct {
+	Type       string    `json:"type"`
+	PacketID   string    `json:"packet_id"`
+	Reason     string    `json:"reason"`
+	DurationMs *int64    `json:"duration_ms"`
+	Luckiest   *luckiest `json:"luckiest"`
+}
+
+type chatEvent struct {
+	Type string      `json:"type"`
+	ID   string      `json:"id"`
+	User packet.User `json:"user"`
+	Text string      `json:"text"`
+	At   int64       `json:"at"`
+}
+
+type rainEvent struct {
+	Type string `json:"type"`
+	Rain rain   `json:"rain"`
+}
+
+type welcomeEvent struct {
+	Type       string      `json:"type"`
+	User       packet.User `json:"user"`
+	Room       string      `json:"room"`
+	ServerTime int64       `json:"server_time"`
+}
+
+type resultEvent struct {
+	Type      string       `json:"type"`
+	Ref       string       `json:"ref"`
+	OK        bool         `json:"ok"`
+	PacketID  string       `json:"packet_id,omitempty"`
+	Amount    *int64       `json:"amount,omitempty"`
+	Remaining *int         `json:"remaining,omitempty"`
+	Error     *ErrorObject `json:"error,omitempty"`
+}
+
+type errorEvent struct {
+	Type  string      `json:"type"`
+	Error ErrorObject `json:"error"`
+}
+
+func luckiestOf(c *packet.Claim) *luckiest {
+	if c == nil {
+		return nil
+	}
+	return &luckiest{User: c.User, Amount: c.Amount}
+}
+
+// publish encodes ev once and sends it to every member of room on every
+// instance. A failed publish is logged: the event is lost to live clients,
+// who catch up from the REST API, but the money is already settled.
+func (a *App) publish(ctx context.Context, room string, ev any) {
+	frame, err := json.Marshal(ev)
+	if err != nil {
+		a.log.Error("encode event", "err", err)
+		return
+	}
+	if err := a.hub.Publish(context.WithoutCancel(ctx), room, frame); err != nil {
+		a.log.Warn("publish event failed", "room", room, "err", err)
+	}
+}
+
+// announce publishes a packet's drop to its room.
+func (a *App) announce(ctx context.Context, p *packet.Packet) {
+	st := packet.State{Packet: *p, Status: packet.StatusActive, RemainingCount: p.Count, RemainingAmount: p.Total}
+	a.publish(ctx, p.Room, packetEvent{Type: "packet", Packet: packetState{State: st}})
+}
+
+// OnExpired tells a packet's room that the sweeper closed it. Wire it to
+// packet.Store.RunSweeper.
+func (a *App) OnExpired(f packet.Finished) {
+	a.publish(context.Background(), f.Packet.Room, finishedEvent{
+		Type: "finished", PacketID: f.Packet.ID, Reason: "expired", Luckiest: luckiestOf(f.Luckiest),
+	})
+}

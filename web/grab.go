@@ -1,0 +1,38 @@
+package web
+
+import (
+	"context"
+	"time"
+
+	"github.com/hongbao-dev/hongbao/packet"
+)
+
+// grab settles one grab, whether it came over REST or WebSocket, and tells
+// the room: a grabbed event, and a finished event when it took the last share.
+// The grab runs to completion even if the caller goes away, so a client that
+// disconnects mid-grab still gets its money.
+func (a *App) grab(ctx context.Context, u packet.User, packetID string) (packet.GrabResult, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.GrabTimeout)
+	defer cancel()
+	g, err := a.store.Grab(ctx, packetID, u)
+	result := "ok"
+	if err != nil {
+		if result, _ = packet.Describe(err); result == "" {
+			result = "error"
+		}
+	}
+	a.metrics.grab(result, start)
+	if err != nil {
+		return g, err
+	}
+	a.publish(ctx, g.Room, grabbedEvent{Type: "grabbed", PacketID: g.PacketID, User: u, Amount: g.Amount, Remaining: g.Remaining})
+	if g.Emptied {
+		ev := finishedEvent{Type: "finished", PacketID: g.PacketID, Reason: "empty", DurationMs: &g.DurationMs}
+		if d, err := a.store.Detail(ctx, g.PacketID); err == nil {
+			ev.Luckiest = luckiestOf(d.Luckiest)
+		}
+		a.publish(ctx, g.Room, ev)
+	}
+	return g, nil
+}

@@ -1,0 +1,348 @@
+package web
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/hongbao-dev/hongbao/packet"
+	"github.com/labstack/echo/v4"
+)
+
+// decode reads a JSON body into v. Unknown fields are ignored; a wrong type
+// or malformed JSON is invalid_request.
+func decode(c echo.Context, v any) error {
+	body, err := io.ReadAll(c.Request().Body)
+	if err != nil {
+		return invalid("the request body could not be read")
+	}
+	if !utf8.Valid(body) {
+		// encoding/json would quietly turn bad bytes into U+FFFD.
+		return invalid("the request body is not valid UTF-8")
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		var te *json.UnmarshalTypeError
+		switch {
+		case len(bytes.TrimSpace(body)) == 0:
+			return invalid("the request body is empty; send a JSON object")
+		case errors.As(err, &te):
+			return invalid("field %q has the wrong type", te.Field)
+		}
+		return invalid("the request body is not valid JSON")
+	}
+	return nil
+}
+
+// number is a JSON number kept as its text, so that amounts are parsed as
+// integers without passing through float64. Any other JSON type is refused.
+type number string
+
+func (n *number) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
+		if string(b) == "null" {
+			return nil
+		}
+		return &json.UnmarshalTypeError{Value: "non-number", Type: reflect.TypeOf(n)}
+	}
+	*n = number(b)
+	return nil
+}
+
+// fen reads a JSON number as a whole number of fen; anything else (a
+// fraction, an exponent, a string) is refused with code.
+func fen(n number, field string, code *packet.Error) (int64, error) {
+	v, err := strconv.ParseInt(string(n), 10, 64)
+	if err != nil {
+		return 0, packet.Refuse(code, "%s must be a whole number of fen, got %q", field, string(n))
+	}
+	return v, nil
+}
+
+// count reads a JSON number as a small whole number.
+func count(n number, field string, code *packet.Error) (int, error) {
+	v, err := strconv.ParseInt(string(n), 10, 32)
+	if err != nil {
+		return 0, packet.Refuse(code, "%s must be a whole number, got %q", field, string(n))
+	}
+	return int(v), nil
+}
+
+// validRoom accepts 1..64 letters, digits, '-', '_' and '.'.
+func validRoom(room string) bool {
+	if room == "" || utf8.RuneCountInString(room) > 64 || !utf8.ValidString(room) {
+		return false
+	}
+	for _, r := range room {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) && r != '-' && r != '_' && r != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+func roomParam(c echo.Context) (string, error) {
+	room := c.Param("room")
+	if !validRoom(room) {
+		return "", invalid("room names are 1 to 64 letters, digits, '-', '_' or '.'")
+	}
+	return room, nil
+}
+
+type sessionRequest struct {
+	Name string `json:"name"`
+}
+
+type sessionResponse struct {
+	User  packet.User `json:"user"`
+	Token string      `json:"token"`
+}
+
+// createSession starts a guest session: a new user id, a signed token and a
+// wallet funded with the starting balance (once per user, by ref).
+func (a *App) createSession(c echo.Context) error {
+	var req sessionRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	name := strings.TrimSpace(req.Name)
+	if name == "" || !packet.ValidText(name, maxNameRunes) {
+		return invalid("name must be 1 to %d characters of text", maxNameRunes)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
+	u := packet.User{ID: "g-" + id.String(), Name: name}
+	if a.cfg.StartingBalance > 0 {
+		if _, _, err := a.store.Fund(c.Request().Context(), u.ID, a.cfg.StartingBalance, "welcome"); err != nil {
+			return err
+		}
+	}
+	tok, err := a.tokens.Issue(u, time.Now())
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusCreated, sessionResponse{User: u, Token: tok})
+}
+
+type creditRequest struct {
+	UserID string `json:"user_id"`
+	Amount number `json:"amount"`
+	Ref    string `json:"ref"`
+}
+
+// adminCredit funds a wallet. An optional ref makes the credit idempotent.
+func (a *App) adminCredit(c echo.Context) error {
+	var req creditRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	if !validUserID(req.UserID) {
+		return invalid("user_id is required")
+	}
+	if !packet.ValidText(req.Ref, 128) {
+		return invalid("ref must be at most 128 characters of text")
+	}
+	amount, err := fen(req.Amount, "amount", packet.ErrInvalidAmount)
+	if err != nil {
+		return err
+	}
+	added, balance, err := a.store.Fund(c.Request().Context(), req.UserID, amount, req.Ref)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"user_id": req.UserID, "credited": added, "balance": balance})
+}
+
+type packetRequest struct {
+	Kind       string  `json:"kind"`
+	Total      number  `json:"total"`
+	Count      number  `json:"count"`
+	Greeting   *string `json:"greeting"`
+	TTLSeconds number  `json:"ttl_seconds"`
+}
+
+// defaultGreeting is what a packet says when its sender says nothing.
+const defaultGreeting = "恭喜发财，大吉大利"
+
+func (a *App) createPacket(c echo.Context) error {
+	room, err := roomParam(c)
+	if err != nil {
+		return err
+	}
+	var req packetRequest
+	if err := decode(c, &req); err != nil {
+		return err
+	}
+	total, err := fen(req.Total, "total", packet.ErrInvalidAmount)
+	if err != nil {
+		return err
+	}
+	n, err := count(req.Count, "count", packet.ErrInvalidCount)
+	if err != nil {
+		return err
+	}
+	var ttl time.Duration
+	if req.TTLSeconds != "" {
+		secs, err := count(req.TTLSeconds, "ttl_seconds", packet.ErrInvalidRequest)
+		if err != nil {
+			return err
+		}
+		if secs <= 0 {
+			return invalid("ttl_seconds must be positive")
+		}
+		ttl = time.Duration(secs) * time.Second
+	}
+	greeting := defaultGreeting
+	if req.Greeting != nil && strings.TrimSpace(*req.Greeting) != "" {
+		greeting = strings.TrimSpace(*req.Greeting)
+	}
+	p, err := a.store.Create(c.Request().Context(), packet.CreateRequest{
+		Room: room, Sender: userOf(c), Kind: packet.Kind(req.Kind), Total: total, Count: n,
+		Greeting: greeting, TTL: ttl,
+	})
+	if err != nil {
+		return err
+	}
+	a.metrics.packet(req.Kind)
+	a.announce(c.Request().Context(), p)
+	st := packet.State{Packet: *p, Status: packet.StatusActive, RemainingCount: p.Count, RemainingAmount: p.Total}
+	return c.JSON(http.StatusCreated, map[string]any{"packet": packetState{State: st}})
+}
+
+func (a *App) grabREST(c echo.Context) error {
+	u := userOf(c)
+	if !a.userLimits.allow(u.ID) {
+		return ErrRateLimited
+	}
+	g, err := a.grab(c.Request().Context(), u, c.Param("id"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"packet_id": g.PacketID, "amount": g.Amount, "remaining": g.Remaining})
+}
+
+type claimJSON struct {
+	User   packet.User `json:"user"`
+	Amount int64       `json:"amount"`
+	At     int64       `json:"at"`
+}
+
+type detailResponse struct {
+	Packet     packetState `json:"packet"`
+	Claims     []claimJSON `json:"claims"`
+	Luckiest   *luckiest   `json:"luckiest"`
+	DurationMs *int64      `json:"duration_ms"`
+	Refunded   int64       `json:"refunded"`
+}
+
+func (a *App) packetDetail(c echo.Context) error {
+	d, err := a.store.Detail(c.Request().Context(), c.Param("id"))
+	if err != nil {
+		return err
+	}
+	resp := detailResponse{
+		Packet:     packetState{State: d.State},
+		Claims:     make([]claimJSON, len(d.Claims)),
+		Luckiest:   luckiestOf(d.Luckiest),
+		DurationMs: d.DurationMs,
+		Refunded:   d.Refunded,
+	}
+	me := userOf(c).ID
+	for i, cl := range d.Claims {
+		resp.Claims[i] = claimJSON{User: cl.User, Amount: cl.Amount, At: cl.At}
+		if cl.User.ID == me {
+			resp.Packet.GrabbedByMe = &d.Claims[i].Amount
+		}
+	}
+	return c.JSON(http.StatusOK, resp)
+}
+
+// limitParam reads ?limit= (1..max, default def).
+func limitParam(c echo.Context, def, max int) (int, error) {
+	s := c.QueryParam("limit")
+	if s == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > max {
+		return 0, invalid("limit must be a whole number from 1 to %d", max)
+	}
+	return n, nil
+}
+
+func (a *App) roomPackets(c echo.Context) error {
+	room, err := roomParam(c)
+	if err != nil {
+		return err
+	}
+	var activeOnly bool
+	switch c.QueryParam("status") {
+	case "", "all":
+	case "active":
+		activeOnly = true
+	default:
+		return invalid("status must be active or all")
+	}
+	limit, err := limitParam(c, 50, 200)
+	if err != nil {
+		return err
+	}
+	list, err := a.store.RoomPackets(c.Request().Context(), room, userOf(c).ID, activeOnly, limit)
+	if err != nil {
+		return err
+	}
+	out := make([]packetState, len(list))
+	for i, l := range list {
+		out[i] = packetState{State: l.State, GrabbedByMe: l.Mine}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"packets": out})
+}
+
+type total struct {
+	Total int64 `json:"total"`
+	Count int64 `json:"count"`
+}
+
+type meResponse struct {
+	User     packet.User `json:"user"`
+	Balance  int64       `json:"balance"`
+	Received total       `json:"received"`
+	Sent     total       `json:"sent"`
+	Refunded int64       `json:"refunded"`
+}
+
+func (a *App) me(c echo.Context) error {
+	u := userOf(c)
+	w, err := a.store.Wallet(c.Request().Context(), u.ID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, meResponse{
+		User: u, Balance: w.Balance,
+		Received: total{w.ReceivedTotal, w.ReceivedCount},
+		Sent:     total{w.SentTotal, w.SentCount},
+		Refunded: w.Refunded,
+	})
+}
+
+func (a *App) myClaims(c echo.Context) error {
+	limit, err := limitParam(c, 20, 100)
+	if err != nil {
+		return err
+	}
+	claims, err := a.store.Claims(c.Request().Context(), userOf(c).ID, limit)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, claims)
+}

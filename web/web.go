@@ -1,0 +1,288 @@
+// Package web is hongbao's HTTP face: the REST API, the WebSocket upgrade
+// and its message handling, authentication, and the demo page. It turns
+// requests into calls on packet.Store and events on hub.Hub; it holds no
+// money state of its own.
+package web
+
+import (
+	"context"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/hongbao-dev/hongbao/hub"
+	"github.com/hongbao-dev/hongbao/packet"
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+)
+
+// Config configures the App. Zero fields take the defaults documented on
+// each field (DefaultConfig holds them), except Secret, which is required.
+type Config struct {
+	// Secret signs and verifies user tokens (JWT HS256). Required; every
+	// instance behind one load balancer must share it.
+	Secret []byte
+	// TokenTTL is how long an issued guest token is valid. Default 7 days.
+	TokenTTL time.Duration
+	// AdminToken guards POST /api/v1/admin/credit. Default "": admin API off.
+	AdminToken string
+	// AllowedOrigins lists the browser origins (scheme://host[:port]) allowed
+	// to open a WebSocket; "*" allows any. Default: same origin only.
+	// Requests without an Origin header (non-browser clients) are allowed.
+	AllowedOrigins []string
+	// StartingBalance is what a new guest session is funded with, in fen.
+	// Default 10000 (¥100). Negative: guests start with nothing.
+	StartingBalance int64
+	// GrabRate and GrabBurst bound grabs per connection (and per user over
+	// REST). Default 10/s, burst 20.
+	GrabRate  rate.Limit
+	GrabBurst int
+	// ChatRate and ChatBurst bound chat messages per connection. Default
+	// 2/s, burst 5.
+	ChatRate  rate.Limit
+	ChatBurst int
+	// SessionRate and SessionBurst bound guest sessions per client IP; each
+	// guest is funded, so this bounds how fast money can be minted. Default
+	// 1/s, burst 20.
+	SessionRate  rate.Limit
+	SessionBurst int
+	// FloodStrikes is how many rate-limited messages in a row close a
+	// connection with 1008. Default 50.
+	FloodStrikes int
+	// MaxChatRunes is the longest chat message. Default 500.
+	MaxChatRunes int
+	// MaxRainPackets and MaxRainDuration bound one rain. Default 200 and
+	// 5 min.
+	MaxRainPackets  int
+	MaxRainDuration time.Duration
+	// RainLead is the time between a rain's announcement and its first
+	// packet, so every client is ready. Default 3 s.
+	RainLead time.Duration
+	// RainTTL is how long a rain packet stays open after it drops. Default
+	// 5 min.
+	RainTTL time.Duration
+	// GrabTimeout bounds one grab's Redis work. Default 5 s.
+	GrabTimeout time.Duration
+	// Static is the demo page's files, served at /. Default nil: no page.
+	Static fs.FS
+	// Registerer receives the App's metrics and Gatherer serves /metrics.
+	// Default nil: no metrics.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+	// Ready reports whether the App can serve (e.g. Redis answers), for
+	// /readyz. Default nil: always ready.
+	Ready func(context.Context) error
+	// Logger receives request failures. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// DefaultConfig holds the defaults used for zero Config fields.
+var DefaultConfig = Config{
+	TokenTTL:        7 * 24 * time.Hour,
+	StartingBalance: 10000,
+	GrabRate:        10,
+	GrabBurst:       20,
+	ChatRate:        2,
+	ChatBurst:       5,
+	SessionRate:     1,
+	SessionBurst:    20,
+	FloodStrikes:    50,
+	MaxChatRunes:    500,
+	MaxRainPackets:  200,
+	MaxRainDuration: 5 * time.Minute,
+	RainLead:        3 * time.Second,
+	RainTTL:         5 * time.Minute,
+	GrabTimeout:     5 * time.Second,
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig
+	if c.TokenTTL <= 0 {
+		c.TokenTTL = d.TokenTTL
+	}
+	if c.StartingBalance == 0 {
+		c.StartingBalance = d.StartingBalance
+	}
+	if c.GrabRate <= 0 {
+		c.GrabRate = d.GrabRate
+	}
+	if c.GrabBurst <= 0 {
+		c.GrabBurst = d.GrabBurst
+	}
+	if c.ChatRate <= 0 {
+		c.ChatRate = d.ChatRate
+	}
+	if c.ChatBurst <= 0 {
+		c.ChatBurst = d.ChatBurst
+	}
+	if c.SessionRate <= 0 {
+		c.SessionRate = d.SessionRate
+	}
+	if c.SessionBurst <= 0 {
+		c.SessionBurst = d.SessionBurst
+	}
+	if c.FloodStrikes <= 0 {
+		c.FloodStrikes = d.FloodStrikes
+	}
+	if c.MaxChatRunes <= 0 {
+		c.MaxChatRunes = d.MaxChatRunes
+	}
+	if c.MaxRainPackets <= 0 {
+		c.MaxRainPackets = d.MaxRainPackets
+	}
+	if c.MaxRainDuration <= 0 {
+		c.MaxRainDuration = d.MaxRainDuration
+	}
+	if c.RainLead <= 0 {
+		c.RainLead = d.RainLead
+	}
+	if c.RainTTL <= 0 {
+		c.RainTTL = d.RainTTL
+	}
+	if c.GrabTimeout <= 0 {
+		c.GrabTimeout = d.GrabTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// App serves the API. Create it with New, mount it with Echo, and call Close
+// when shutting down.
+type App struct {
+	cfg      Config
+	store    *packet.Store
+	hub      *hub.Hub
+	tokens   *Tokens
+	log      *slog.Logger
+	metrics  *metrics
+	upgrader websocket.Upgrader
+	origins  map[string]bool
+	anyOrig  bool
+
+	// userLimits rate-limits REST grabs per user id.
+	userLimits *limiterSet
+	// rains holds the timers that announce rain packets as they drop.
+	rainMu sync.Mutex
+	rains  map[*time.Timer]struct{}
+	closed bool
+}
+
+// New returns an App serving store and hub.
+func New(cfg Config, store *packet.Store, h *hub.Hub) *App {
+	cfg = cfg.withDefaults()
+	a := &App{
+		cfg:        cfg,
+		store:      store,
+		hub:        h,
+		tokens:     NewTokens(cfg.Secret, cfg.TokenTTL),
+		log:        cfg.Logger,
+		metrics:    newMetrics(cfg.Registerer),
+		origins:    map[string]bool{},
+		userLimits: newLimiterSet(cfg.GrabRate, cfg.GrabBurst),
+		rains:      map[*time.Timer]struct{}{},
+	}
+	for _, o := range cfg.AllowedOrigins {
+		if o == "*" {
+			a.anyOrig = true
+		}
+		a.origins[o] = true
+	}
+	a.upgrader = websocket.Upgrader{
+		ReadBufferSize: 512,
+		// Write buffers are borrowed per write from a pool instead of being
+		// held by every idle connection.
+		WriteBufferPool: &sync.Pool{},
+		// The origin was checked before the upgrade, with a JSON error.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	return a
+}
+
+// Tokens returns the App's token issuer, for tools and tests that mint tokens.
+func (a *App) Tokens() *Tokens { return a.tokens }
+
+// Echo builds the Echo instance with every route.
+func (a *App) Echo() *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = a.handleError
+	e.Use(middleware.Recover())
+	e.Use(middleware.BodyLimit("64K"))
+
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", a.readyz)
+	if a.cfg.Gatherer != nil {
+		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(a.cfg.Gatherer, promhttp.HandlerOpts{})))
+	}
+	e.GET("/ws", a.serveWS)
+
+	api := e.Group("/api/v1")
+	api.POST("/sessions", a.createSession, middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
+		Store:        middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{Rate: a.cfg.SessionRate, Burst: a.cfg.SessionBurst, ExpiresIn: 10 * time.Minute}),
+		ErrorHandler: func(c echo.Context, err error) error { return ErrForbidden },
+		DenyHandler: func(c echo.Context, id string, err error) error {
+			return packet.Refuse(ErrRateLimited, "too many new sessions from this address; try again shortly")
+		},
+	}))
+	api.POST("/admin/credit", a.adminCredit, a.requireAdmin)
+	user := api.Group("", a.requireUser)
+	user.POST("/rooms/:room/packets", a.createPacket)
+	user.POST("/rooms/:room/rains", a.createRain)
+	user.GET("/rooms/:room/packets", a.roomPackets)
+	user.POST("/packets/:id/grab", a.grabREST)
+	user.GET("/packets/:id", a.packetDetail)
+	user.GET("/me", a.me)
+	user.GET("/me/claims", a.myClaims)
+
+	if a.cfg.Static != nil {
+		e.GET("/*", echo.WrapHandler(http.FileServer(http.FS(a.cfg.Static))))
+	}
+	return e
+}
+
+func (a *App) readyz(c echo.Context) error {
+	if a.cfg.Ready != nil {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+		defer cancel()
+		if err := a.cfg.Ready(ctx); err != nil {
+			return packet.Refuse(packet.ErrUnavailable, "not ready: %v", err)
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// handleError writes every error as {"error":{"code","message"}}.
+func (a *App) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	status, obj := errorObject(err)
+	if status >= 500 {
+		a.log.Warn("request failed", "method", c.Request().Method, "path", c.Path(), "err", err)
+	}
+	if c.Request().Method == http.MethodHead {
+		_ = c.NoContent(status)
+		return
+	}
+	_ = c.JSON(status, ErrorBody{Error: obj})
+}
+
+// Close stops the timers that announce rain packets. Clients already hold
+// each rain's schedule, so nothing is lost to them.
+func (a *App) Close() {
+	a.rainMu.Lock()
+	defer a.rainMu.Unlock()
+	a.closed = true
+	for t := range a.rains {
+		t.Stop()
+	}
+	a.rains = nil
+}

@@ -1,0 +1,179 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+	"github.com/gorilla/websocket"
+	"github.com/hongbao-dev/hongbao/hub"
+	"github.com/hongbao-dev/hongbao/packet"
+	"github.com/labstack/echo/v4"
+	"golang.org/x/time/rate"
+)
+
+// serveWS upgrades GET /ws?room=<room>&token=<jwt>. Refusals happen before
+// the upgrade, as plain HTTP errors: 400 for a bad room, 403 for a foreign
+// Origin, 401 for a bad token.
+func (a *App) serveWS(c echo.Context) error {
+	r := c.Request()
+	room := c.QueryParam("room")
+	if !validRoom(room) {
+		a.metrics.reject("room")
+		return invalid("room names are 1 to 64 letters, digits, '-', '_' or '.'")
+	}
+	if !a.originAllowed(r) {
+		a.metrics.reject("origin")
+		return packet.Refuse(ErrForbidden, "origin %q is not allowed", r.Header.Get("Origin"))
+	}
+	u, err := a.tokens.Verify(c.QueryParam("token"))
+	if err != nil {
+		a.metrics.reject("token")
+		return err
+	}
+	conn, err := a.upgrader.Upgrade(c.Response(), r, nil)
+	if err != nil {
+		return nil // the upgrader has answered the client
+	}
+	s := &wsSession{
+		app:   a,
+		user:  u,
+		grabs: rate.NewLimiter(a.cfg.GrabRate, a.cfg.GrabBurst),
+		chats: rate.NewLimiter(a.cfg.ChatRate, a.cfg.ChatBurst),
+	}
+	a.hub.Serve(r.Context(), conn, room, hub.User{ID: u.ID, Name: u.Name}, s)
+	return nil
+}
+
+// originAllowed admits requests without an Origin (non-browser clients),
+// from the same host, or from a configured origin.
+func (a *App) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" || a.anyOrig || a.origins[origin] {
+		return true
+	}
+	u, err := url.Parse(origin)
+	return err == nil && strings.EqualFold(u.Host, r.Host)
+}
+
+// wsSession is one connection's protocol state. The hub calls it on the
+// connection's read goroutine only, so its fields need no lock.
+type wsSession struct {
+	app     *App
+	user    packet.User
+	grabs   *rate.Limiter
+	chats   *rate.Limiter
+	strikes int
+}
+
+// clientMessage is any client → server frame.
+type clientMessage struct {
+	Type     string `json:"type"`
+	Ref      string `json:"ref"`
+	PacketID string `json:"packet_id"`
+	Text     string `json:"text"`
+}
+
+func (s *wsSession) OnOpen(ctx context.Context, c *hub.Client) {
+	s.send(c, welcomeEvent{Type: "welcome", User: s.user, Room: c.Room(), ServerTime: time.Now().UnixMilli()})
+}
+
+func (s *wsSession) OnClose(*hub.Client) {}
+
+func (s *wsSession) HandleMessage(ctx context.Context, c *hub.Client, msg []byte) {
+	var m clientMessage
+	var err error
+	if !utf8.Valid(msg) {
+		err = invalid("a frame must be valid UTF-8")
+	} else if jerr := json.Unmarshal(msg, &m); jerr != nil {
+		var te *json.UnmarshalTypeError
+		if !errors.As(jerr, &te) {
+			s.send(c, errorEvent{Type: "error", Error: ErrorObject{Code: "invalid_request", Message: "a frame must be one JSON object with a type"}})
+			return
+		}
+		// The frame parsed but a field has the wrong type: answer its ref.
+		err = invalid("field %q has the wrong type", te.Field)
+	}
+	var g packet.GrabResult
+	switch {
+	case err != nil:
+	case m.Type == "grab":
+		g, err = s.grab(ctx, m)
+	case m.Type == "chat":
+		err = s.chat(ctx, c, m)
+	case m.Type == "ping":
+	default:
+		err = invalid("unknown message type %q", m.Type)
+	}
+	if m.Ref == "" {
+		if err != nil {
+			_, obj := errorObject(err)
+			s.send(c, errorEvent{Type: "error", Error: obj})
+		}
+		return
+	}
+	res := resultEvent{Type: "result", Ref: m.Ref, OK: err == nil}
+	if err != nil {
+		_, obj := errorObject(err)
+		res.Error = &obj
+	} else if m.Type == "grab" {
+		res.PacketID, res.Amount, res.Remaining = g.PacketID, &g.Amount, &g.Remaining
+	}
+	s.send(c, res)
+}
+
+func (s *wsSession) grab(ctx context.Context, m clientMessage) (packet.GrabResult, error) {
+	if !s.allow(s.grabs) {
+		return packet.GrabResult{}, ErrRateLimited
+	}
+	if m.PacketID == "" {
+		return packet.GrabResult{}, invalid("packet_id is required")
+	}
+	return s.app.grab(ctx, s.user, m.PacketID)
+}
+
+func (s *wsSession) chat(ctx context.Context, c *hub.Client, m clientMessage) error {
+	if !s.allow(s.chats) {
+		return ErrRateLimited
+	}
+	text := strings.TrimSpace(m.Text)
+	if text == "" || !packet.ValidText(text, s.app.cfg.MaxChatRunes) {
+		return invalid("chat text must be 1 to %d characters of text", s.app.cfg.MaxChatRunes)
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return err
+	}
+	s.app.metrics.chat()
+	s.app.publish(ctx, c.Room(), chatEvent{Type: "chat", ID: id.String(), User: s.user, Text: text, At: time.Now().UnixMilli()})
+	return nil
+}
+
+// allow takes a token from lim; a client that keeps sending into an empty
+// bucket is closed as a flood.
+func (s *wsSession) allow(lim *rate.Limiter) bool {
+	if lim.Allow() {
+		s.strikes = 0
+		return true
+	}
+	s.strikes++
+	return false
+}
+
+func (s *wsSession) send(c *hub.Client, ev any) {
+	frame, err := json.Marshal(ev)
+	if err != nil {
+		s.app.log.Error("encode frame", "err", err)
+		return
+	}
+	c.Send(frame)
+	if s.strikes >= s.app.cfg.FloodStrikes {
+		c.Close(websocket.ClosePolicyViolation, "rate limit exceeded")
+	}
+}
