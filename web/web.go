@@ -233,6 +233,7 @@ func (a *App) Echo() *echo.Echo {
 		},
 	}))
 	api.POST("/admin/credit", a.adminCredit, a.requireAdmin)
+	api.GET("/admin/audit", a.adminAudit, a.requireAdmin)
 	user := api.Group("", a.requireUser)
 	user.POST("/rooms/:room/packets", a.createPacket)
 	user.POST("/rooms/:room/rains", a.createRain)
