@@ -110,9 +110,10 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	store := packet.NewStore(rdb, packet.Config{
-		Prefix: cfg.KeyPrefix,
-		Limits: packet.Limits{MaxCount: cfg.MaxCount, MaxShare: cfg.MaxShare, DefaultTTL: cfg.PacketTTL},
-		Logger: log,
+		Prefix:            cfg.KeyPrefix,
+		Limits:            packet.Limits{MaxCount: cfg.MaxCount, MaxShare: cfg.MaxShare, DefaultTTL: cfg.PacketTTL},
+		Logger:            log,
+		DisableCoalescing: !cfg.CoalesceGrabs,
 	})
 	broker := hub.NewRedisBroker(rdb, hub.RedisBrokerConfig{Prefix: cfg.KeyPrefix, Sharded: cluster})
 	h := hub.New(hub.Config{

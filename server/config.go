@@ -37,6 +37,7 @@ type Config struct {
 	LogLevel        string
 	LogFormat       string
 	PprofAddr       string
+	CoalesceGrabs   bool
 }
 
 // setting is one row of the table that `server -h` prints.
@@ -67,6 +68,14 @@ func registerFlags(fs *flag.FlagSet, c *Config) []setting {
 		fs.Float64Var(p, name, v, help)
 		rows = append(rows, setting{name, env, strconv.FormatFloat(def, 'g', -1, 64), help})
 	}
+	boolean := func(p *bool, name, env string, def bool, help string) {
+		v, err := strconv.ParseBool(envOr(env, strconv.FormatBool(def)))
+		if err != nil {
+			v = def
+		}
+		fs.BoolVar(p, name, v, help)
+		rows = append(rows, setting{name, env, strconv.FormatBool(def), help})
+	}
 	dur := func(p *time.Duration, name, env string, def time.Duration, help string) {
 		v, err := time.ParseDuration(envOr(env, def.String()))
 		if err != nil {
@@ -86,6 +95,7 @@ func registerFlags(fs *flag.FlagSet, c *Config) []setting {
 	i64(&c.MaxShare, "max-share", "HONGBAO_MAX_SHARE", 20000, "largest share in fen")
 	dur(&c.PacketTTL, "packet-ttl", "HONGBAO_PACKET_TTL", 24*time.Hour, "how long a packet stays open by default (at most 72h)")
 	dur(&c.SweepInterval, "sweep-interval", "HONGBAO_SWEEP_INTERVAL", time.Second, "how often this instance looks for expired packets and unfinished steps")
+	boolean(&c.CoalesceGrabs, "coalesce-grabs", "HONGBAO_COALESCE_GRABS", true, "settle grabs of a hot packet that arrive together in one Redis script call")
 	num(&c.CoalesceAbove, "coalesce-above", "HONGBAO_COALESCE_ABOVE", 1000, "local room size from which grabbed events become progress events every 200ms (-1: never)")
 	num(&c.SendQueue, "send-queue", "HONGBAO_SEND_QUEUE", 256, "frames queued per connection before a slow client is evicted")
 	rate(&c.SessionRate, "session-rate", "HONGBAO_SESSION_RATE", 1, "guest sessions per second per client IP")
