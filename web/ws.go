@@ -72,6 +72,27 @@ type wsSession struct {
 	strikes int
 }
 
+// errNotJSON marks a frame that is not a JSON object at all: it has no ref
+// to answer, so it gets an error frame.
+var errNotJSON = packet.Refuse(packet.ErrInvalidRequest, "a frame must be one JSON object with a type")
+
+// parseClientMessage decodes a client frame. A frame that parses but has a
+// field of the wrong type still yields its ref, so the refusal can answer it.
+func parseClientMessage(msg []byte) (clientMessage, error) {
+	var m clientMessage
+	if !utf8.Valid(msg) {
+		return m, errNotJSON
+	}
+	if err := json.Unmarshal(msg, &m); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) && te.Field != "" {
+			return m, invalid("field %q has the wrong type", te.Field)
+		}
+		return clientMessage{}, errNotJSON
+	}
+	return m, nil
+}
+
 // clientMessage is any client → server frame.
 type clientMessage struct {
 	Type     string `json:"type"`
@@ -87,18 +108,10 @@ func (s *wsSession) OnOpen(ctx context.Context, c *hub.Client) {
 func (s *wsSession) OnClose(*hub.Client) {}
 
 func (s *wsSession) HandleMessage(ctx context.Context, c *hub.Client, msg []byte) {
-	var m clientMessage
-	var err error
-	if !utf8.Valid(msg) {
-		err = invalid("a frame must be valid UTF-8")
-	} else if jerr := json.Unmarshal(msg, &m); jerr != nil {
-		var te *json.UnmarshalTypeError
-		if !errors.As(jerr, &te) {
-			s.send(c, errorEvent{Type: "error", Error: ErrorObject{Code: "invalid_request", Message: "a frame must be one JSON object with a type"}})
-			return
-		}
-		// The frame parsed but a field has the wrong type: answer its ref.
-		err = invalid("field %q has the wrong type", te.Field)
+	m, err := parseClientMessage(msg)
+	if errors.Is(err, errNotJSON) {
+		s.send(c, errorEvent{Type: "error", Error: ErrorObject{Code: "invalid_request", Message: "a frame must be one JSON object with a type"}})
+		return
 	}
 	var g packet.GrabResult
 	switch {
