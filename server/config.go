@@ -137,6 +137,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 func usage(w io.Writer, rows []setting) {
 	fmt.Fprintln(w, "hongbao: real-time red packets over WebSocket, settled in Redis.")
 	fmt.Fprintln(w, "\nUsage: server [flags]   (every flag can also be set by its environment variable)")
+	fmt.Fprintln(w, "       server healthcheck [flags]   (exit 0 when the server at -addr answers /healthz)")
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "FLAG\tENV\tDEFAULT\tMEANING")

@@ -533,3 +533,17 @@ func TestEmbeddedModeSmoke(t *testing.T) {
 	ca.waitFor("presence", func(f frame) bool { return f.Online == 2 }, 5*time.Second)
 	auditClean(t, s)
 }
+
+// The container HEALTHCHECK command asks a running server.
+func TestHealthcheckCommand(t *testing.T) {
+	db, _ := redistest.New(t)
+	s := startServer(t, testConfig(t, db.URL()))
+	addr := strings.TrimPrefix(s.URL, "http://")
+	if err := healthcheck([]string{"-addr", addr}); err != nil {
+		t.Fatalf("healthy server: %v", err)
+	}
+	_ = s.stop(t)
+	if err := healthcheck([]string{"-addr", addr}); err == nil {
+		t.Fatal("stopped server reported healthy")
+	}
+}
