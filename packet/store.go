@@ -121,8 +121,8 @@ func unavailable(op string, err error) error {
 	return fmt.Errorf("%s: %w: %w", op, ErrUnavailable, err)
 }
 
-// Fund adds amount fen of new money to user's wallet. A non-empty ref makes
-// it idempotent: a second Fund with the same ref adds nothing. It reports
+// Fund adds amount fen of new money to user's wallet. A second Fund with
+// the same non-empty ref adds nothing; an empty ref gets a fresh one. It reports
 // whether money was added and the balance after.
 func (s *Store) Fund(ctx context.Context, userID string, amount int64, ref string) (bool, int64, error) {
 	if userID == "" {
@@ -130,6 +130,15 @@ func (s *Store) Fund(ctx context.Context, userID string, amount int64, ref strin
 	}
 	if amount <= 0 {
 		return false, 0, Refuse(ErrInvalidAmount, "amount must be a positive number of fen, got %d", amount)
+	}
+	if ref == "" {
+		// Every fund gets a ref, so a command retried after a lost reply
+		// (go-redis retries on network errors) cannot add the money twice.
+		id, err := uuid.NewV7()
+		if err != nil {
+			return false, 0, unavailable("fund", err)
+		}
+		ref = "auto:" + id.String()
 	}
 	res, err := s.lua.fund.Run(ctx, s.rdb, s.k.walletKeys(userID)[:2], amount, ref).Slice()
 	if err != nil {
@@ -355,25 +364,33 @@ type grabOutcome struct {
 }
 
 // settleBatch grabs for every request in one script call, then credits the
-// winners in one pipelined round trip.
+// winners in one pipelined round trip. A user refused as already_grabbed is
+// credited too: when a grab's reply is lost and the client retries, the
+// retry is refused but the first grab's share must still be paid now (the
+// credit is idempotent, so an already paid claim costs one HSETNX).
 func (s *Store) settleBatch(ctx context.Context, id string, reqs []grabRequest) []grabOutcome {
 	out := s.grabBatch(ctx, id, reqs)
-	var won []int
+	var pay []int
 	for i := range out {
-		if out[i].err == nil {
-			won = append(won, i)
+		if out[i].res.Amount > 0 {
+			pay = append(pay, i)
 		}
 	}
-	if len(won) == 0 {
+	if len(pay) == 0 {
 		return out
 	}
 	err := s.pipelined(ctx, func(pipe redis.Pipeliner) {
-		for _, i := range won {
+		for _, i := range pay {
 			s.creditCmd(ctx, pipe, reqs[i].user.ID, out[i].res)
 		}
 	})
 	if err != nil {
-		s.cfg.Logger.Warn("credit after grab failed; the sweeper will pay it", "packet", id, "grabs", len(won), "err", err)
+		s.cfg.Logger.Warn("credit after grab failed; the sweeper will pay it", "packet", id, "grabs", len(pay), "err", err)
+	}
+	for i := range out {
+		if out[i].err != nil {
+			out[i].res = GrabResult{} // a refusal carries no result
+		}
 	}
 	return out
 }
@@ -410,11 +427,20 @@ var grabRefusals = map[string]*Error{
 }
 
 // parseGrab reads one user's item of the grab script's reply:
-// "amount|remaining|seq" or a refusal code.
+// "amount|remaining|seq", "already_grabbed|<claim>" or a refusal code. For
+// already_grabbed with a claim, the result describes that claim so that it
+// can be credited.
 func parseGrab(id, room string, at, duration int64, item any) (GrabResult, error) {
 	v, _ := item.(string)
 	if e, ok := grabRefusals[v]; ok {
 		return GrabResult{}, e
+	}
+	if claim, ok := strings.CutPrefix(v, "already_grabbed|"); ok {
+		c, err := parseClaims(map[string]string{"": claim})
+		if err != nil {
+			return GrabResult{}, fmt.Errorf("grab %s: %w", id, err)
+		}
+		return GrabResult{PacketID: id, Room: room, Amount: c[0].Amount, Seq: c[0].Seq, At: c[0].At}, ErrAlreadyGrabbed
 	}
 	parts := strings.Split(v, "|")
 	if len(parts) != 3 {
@@ -452,7 +478,10 @@ func (s *Store) grabOnly(ctx context.Context, id string, user User) (GrabResult,
 		return GrabResult{}, err
 	}
 	out := s.grabBatch(ctx, id, []grabRequest{{user: user}})
-	return out[0].res, out[0].err
+	if out[0].err != nil {
+		return GrabResult{}, out[0].err
+	}
+	return out[0].res, nil
 }
 
 func (s *Store) creditCmd(ctx context.Context, c redis.Scripter, userID string, g GrabResult) *redis.Cmd {

@@ -35,6 +35,10 @@ type Server struct {
 	// therefore restart or stop it).
 	Private bool
 
+	// durable servers keep an append-only file (fsync on every write), so a
+	// Restart brings the data back as a production Redis would.
+	durable bool
+
 	mu      sync.Mutex
 	nextDB  int
 	maxDB   int
@@ -105,9 +109,14 @@ func (s *Server) launch(bin string, port int) error {
 		}
 	}
 	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	appendonly := "no"
+	if s.durable {
+		appendonly = "yes"
+	}
 	cmd := exec.Command(bin,
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--databases", strconv.Itoa(s.maxDB),
+		"--save", "", "--appendonly", appendonly, "--appendfsync", "always",
+		"--databases", strconv.Itoa(s.maxDB),
 		"--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log"),
 	)
 	if err := cmd.Start(); err != nil {
@@ -118,15 +127,20 @@ func (s *Server) launch(bin string, port int) error {
 	return waitReady(s.Addr, 10*time.Second)
 }
 
-// Restart kills a private server and starts it again on the same port,
-// empty: the test sees what a Redis restart without persistence looks like.
-func (s *Server) Restart() error {
+// Restart kills a private server (SIGKILL, no shutdown save) and starts it
+// again on the same port: empty for the shared server, with its data for a
+// Durable one.
+func (s *Server) Restart() error { return s.RestartAfter(0) }
+
+// RestartAfter is Restart with the server down for d in between.
+func (s *Server) RestartAfter(d time.Duration) error {
 	if !s.Private {
 		return fmt.Errorf("cannot restart the Redis named by REDIS_URL")
 	}
 	_, port, _ := net.SplitHostPort(s.Addr)
 	p, _ := strconv.Atoi(port)
 	s.kill()
+	time.Sleep(d)
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		return err
@@ -140,6 +154,25 @@ func (s *Server) kill() {
 		_ = s.cmd.Wait()
 	}
 	s.cmd = nil
+}
+
+// Durable starts a private redis-server for t alone, with an append-only
+// file fsynced on every write, stopped when t ends. Restart it to see what a
+// crashed production Redis comes back with.
+func Durable(t testing.TB) (*Server, *redis.Client) {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redistest: %s", installHint)
+	}
+	s := &Server{Private: true, durable: true, maxDB: 16}
+	if err := s.launch(bin, 0); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	rdb := redis.NewClient(s.Options(0))
+	t.Cleanup(func() { _ = rdb.Close() })
+	return s, rdb
 }
 
 // Stop ends a private server and removes its directory.

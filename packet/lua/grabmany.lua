@@ -6,7 +6,9 @@
 -- KEYS[1] meta hash, KEYS[2] shares list, KEYS[3] claims hash
 -- ARGV user_id_1, name_1, user_id_2, name_2, ...
 -- Returns {room, at_ms, duration_ms or -1, r_1, r_2, ...} where r_i is
--- 'amount|remaining|seq' for a share or a refusal code.
+-- 'amount|remaining|seq' for a share, 'already_grabbed|<claim>' for a user
+-- who holds a claim (so a grab retried after a lost reply can still be
+-- credited), or a refusal code.
 local m = redis.call('HMGET', KEYS[1], 'status', 'visible_at', 'expires_at', 'count', 'room')
 local n = #ARGV / 2
 local out = {m[5] or '', 0, -1}
@@ -36,7 +38,9 @@ end
 local prior = redis.call('HMGET', KEYS[3], unpack(users))
 local eligible, seen = {}, {}
 for i = 1, n do
-  if prior[i] or seen[users[i]] then
+  if prior[i] then
+    out[3 + i] = 'already_grabbed|' .. prior[i]
+  elseif seen[users[i]] then
     out[3 + i] = 'already_grabbed'
   else
     seen[users[i]] = true
