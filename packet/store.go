@@ -247,8 +247,10 @@ func (s *Store) createPending(ctx context.Context, p *Packet, shares []int64) er
 	if err != nil {
 		return unavailable("create", err)
 	}
-	if st, _ := created.Text(); st != "created" {
-		return Refuse(ErrUnavailable, "packet %s already exists as %s", p.ID, st)
+	// The id is fresh, so a pending packet under it is this call's own
+	// (a retried command whose first reply was lost).
+	if st, _ := created.Text(); st != "created" && st != string(StatusPending) {
+		return Refuse(ErrUnavailable, "packet %s was %s before it was created", p.ID, st)
 	}
 	return nil
 }

@@ -133,10 +133,8 @@ export function relabelTimes() {
 export function initComposer(send) {
   const form = document.getElementById('chat-form');
   const input = document.getElementById('chat-input');
-  const button = document.getElementById('chat-send');
-  const sync = () => { button.disabled = input.value.trim() === ''; };
-  input.addEventListener('input', sync);
-  sync();
+  // The send button stays enabled (a script may set the value without an
+  // input event); CSS dims it while the field is empty.
   form.addEventListener('submit', async (e) => {
     e.preventDefault();
     const text = input.value.trim();
@@ -144,12 +142,11 @@ export function initComposer(send) {
     if (charCount(text) > MAX_CHAT_CHARS) { toast(t('chat.tooLong'), { kind: 'error' }); return; }
     if (state.conn !== 'open') { toast(t('chat.offline'), { kind: 'error' }); return; }
     input.value = '';
-    sync();
     try {
       await send(text);
     } catch (err) {
       // Give the text back so nothing typed is lost.
-      if (!input.value) { input.value = text; sync(); }
+      if (!input.value) input.value = text;
       toast(errorMessage(err), { kind: 'error' });
     }
   });

@@ -136,8 +136,9 @@ async function onAuthProblem(why) {
   if (why === 'auth') {
     await api.renew();
   } else {
-    // The upgrade failed: a 401 looks like any other failure to a browser.
-    // GET /me renews the session if the token is the problem.
+    // The upgrade failed (a 401 looks like any other failure to a browser)
+    // or the server closed with 1008: GET /me renews the session only if
+    // the token really is the problem, so a wallet is never dropped lightly.
     await api.me();
   }
 }
@@ -235,6 +236,7 @@ function showRoomName() {
 
 function enterRoom(room) {
   for (const d of document.querySelectorAll('dialog[open]')) d.close();
+  $('#conn-banner').hidden = true;
   state.room = room;
   showRoomName();
   resetRain();
@@ -288,6 +290,13 @@ function initRoomDialog() {
 /* Join                                                                */
 /* ------------------------------------------------------------------ */
 
+/** One #lang-toggle, moved to whichever screen is showing. */
+function placeLangToggle(view) {
+  const b = $('#lang-toggle');
+  $(view === 'join' ? '#join-lang-slot' : '#header-lang-slot').append(b);
+  b.className = view === 'join' ? 'lang-toggle link-button' : 'icon-button lang-toggle';
+}
+
 function showJoin() {
   const old = socket;
   socket = null;
@@ -295,6 +304,7 @@ function showJoin() {
   $('#room-screen').hidden = true;
   $('#join-screen').hidden = false;
   document.body.dataset.view = 'join';
+  placeLangToggle('join');
   const input = $('#name-input');
   input.value = api.session?.name ?? input.value;
   input.focus();
@@ -320,11 +330,13 @@ async function join(name) {
     $('#join-screen').hidden = true;
     $('#room-screen').hidden = false;
     document.body.dataset.view = 'room';
+    placeLangToggle('room');
     renderStats();
     enterRoom(roomFromURL());
     // On phones, focusing the input would pop the keyboard over the chat.
     if (matchMedia('(pointer: fine)').matches) $('#chat-input').focus({ preventScroll: true });
   } catch (err) {
+    if ($('#join-screen').hidden) { $('#join-screen').hidden = false; placeLangToggle('join'); }
     error.textContent = errorMessage(err);
     if (err.message && err.message !== error.textContent) error.textContent += ` (${err.message})`;
   } finally {
@@ -368,9 +380,7 @@ function boot() {
   initRoomDialog();
   initPresence();
 
-  for (const b of document.querySelectorAll('[data-lang-toggle]')) {
-    b.addEventListener('click', () => setLang(getLang() === 'zh' ? 'en' : 'zh'));
-  }
+  $('#lang-toggle').addEventListener('click', () => setLang(getLang() === 'zh' ? 'en' : 'zh'));
   onLangChange(relabelAll);
   $('#conn-retry').addEventListener('click', () => socket?.retryNow());
   $('#me-button').addEventListener('click', showJoin);

@@ -116,7 +116,9 @@ export function startRain(r) {
   const now = Date.now();
   for (const p of r.packets) {
     const at = toLocal(p.visible_at ?? rain.starts_at ?? now);
-    const fall = FALL_MIN_MS + Math.random() * (FALL_MAX_MS - FALL_MIN_MS);
+    // Late drops fall faster so the sky is clear when the rain ends.
+    const fall = Math.min(FALL_MIN_MS + Math.random() * (FALL_MAX_MS - FALL_MIN_MS),
+      Math.max(1800, endLocal + END_GRACE_MS - at));
     if (!reduce && at + fall < now) continue; // already fallen past the screen
     queue.push({ packetId: p.id, rainId: rain.id, at, fall, el: null, anim: null, state: 'queued' });
   }
@@ -368,15 +370,24 @@ function endRain(rain) {
     if (d.rainId !== rain.id) continue;
     if (d.el?.dataset.state === 'grabbing') continue; // let it finish
     if (d.el?.classList.contains('tile')) { d.el.remove(); live.delete(d); d.el = null; continue; }
-    release(d);
+    // Fade out whatever is still falling, then recycle it.
+    const el = d.el;
+    if (!el) { release(d); continue; }
+    el.dataset.state = 'ended';
+    el.disabled = true;
+    el.animate([{ opacity: 1 }, { opacity: 0 }], { duration: 300, fill: 'forwards' })
+      .finished.then(() => { if (d.el === el) { release(d); } el.getAnimations().forEach((a) => a.cancel()); }, () => {});
   }
   if (state.activeRain === rain.id) {
     const next = [...state.rains.values()].find((r) => !r.ended);
     state.activeRain = next?.id ?? null;
+    countdownEl.hidden = true;
     if (!next) {
-      layer.hidden = true;
-      grid.replaceChildren();
-      countdownEl.hidden = true;
+      setTimeout(() => { // after the fade-out
+        if (state.activeRain) return;
+        layer.hidden = true;
+        grid.replaceChildren();
+      }, 320);
     } else renderTally(next);
   }
   renderRainCard(rain);

@@ -4,7 +4,9 @@
 export const BACKOFF_BASE_MS = 500;
 export const BACKOFF_CAP_MS = 10000;
 const RESULT_TIMEOUT_MS = 10000;
-const AUTH_CLOSE_CODES = new Set([1008, 4001]);
+/** 4001: the server rejected our token. 1008: a policy violation, maybe the token. */
+const CLOSE_AUTH = 4001;
+const CLOSE_POLICY = 1008;
 
 /**
  * Full-jitter backoff (AWS architecture blog): a uniformly random delay in
@@ -70,13 +72,7 @@ export class RoomSocket extends EventTarget {
     clearTimeout(this.timer);
     globalThis.removeEventListener?.('online', this.onOnline);
     globalThis.document?.removeEventListener('visibilitychange', this.onVisible);
-    const ws = this.ws;
-    this.ws = null;
-    if (ws) {
-      ws.onopen = ws.onclose = ws.onmessage = ws.onerror = null;
-      try { ws.close(1000, 'bye'); } catch { /* already closed */ }
-    }
-    this.failPending('unavailable');
+    this.detach();
     this.setState('closed');
   }
 
@@ -88,6 +84,7 @@ export class RoomSocket extends EventTarget {
   connect() {
     if (this.stopped) return;
     clearTimeout(this.timer);
+    this.detach();
     this.setState('connecting');
     let ws;
     try {
@@ -124,11 +121,14 @@ export class RoomSocket extends EventTarget {
       if (this.ws !== ws) return;
       this.ws = null;
       this.failPending('unavailable');
-      const auth = AUTH_CLOSE_CODES.has(ev.code);
       // An HTTP 401 at upgrade is invisible to browsers: the socket just
-      // fails before opening. Let the app check the session in that case.
-      const suspicious = auth || !opened;
-      this.scheduleRetry(suspicious, auth ? 'auth' : opened ? 'closed' : 'failed');
+      // fails before opening. Let the app check the session in that case,
+      // and after a 1008 (the app asks GET /me, which is 401 only if the
+      // token is bad). 4001 means the token was refused.
+      let why = opened ? 'closed' : 'failed';
+      if (ev.code === CLOSE_AUTH) why = 'auth';
+      else if (ev.code === CLOSE_POLICY) why = 'policy';
+      this.scheduleRetry(why !== 'closed', why);
     };
   }
 
@@ -139,8 +139,10 @@ export class RoomSocket extends EventTarget {
     this.retryAt = Date.now() + delay;
     this.setState('closed', { retryAt: this.retryAt, why });
     if (checkAuth && this.onAuthProblem) {
+      const before = this.ws;
       try { await this.onAuthProblem(why); } catch { /* network still down: keep retrying */ }
-      if (this.stopped) return;
+      // Stopped, or someone (retryNow) already connected meanwhile.
+      if (this.stopped || this.ws !== before || this.state !== 'closed') return;
     }
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.connect(), Math.max(0, this.retryAt - Date.now()));
@@ -152,16 +154,19 @@ export class RoomSocket extends EventTarget {
     this.connect();
   }
 
+  /** Drop the current socket, if any, without triggering a retry. */
+  detach() {
+    const ws = this.ws;
+    this.ws = null;
+    if (!ws) return;
+    ws.onopen = ws.onclose = ws.onmessage = ws.onerror = null;
+    try { ws.close(1000, 'reconnect'); } catch { /* already closed */ }
+    this.failPending('unavailable');
+  }
+
   /** Force a fresh connection (e.g. after the session changed). */
   reconnect() {
     if (this.stopped) return;
-    const ws = this.ws;
-    this.ws = null;
-    if (ws) {
-      ws.onopen = ws.onclose = ws.onmessage = ws.onerror = null;
-      try { ws.close(1000, 'reconnect'); } catch { /* ignore */ }
-    }
-    this.failPending('unavailable');
     this.attempt = 0;
     this.connect();
   }

@@ -59,3 +59,23 @@ test('results are matched by ref and auth closes renew the session', async () =>
   s.stop();
   assert.deepEqual(states.slice(0, 4), ['connecting', 'open', 'closed', 'connecting']);
 });
+
+test('1008 asks the app to check the session; a plain drop does not', async () => {
+  const whys = [];
+  const s = new RoomSocket({ url: () => 'ws://h/ws', onAuthProblem: async (why) => { whys.push(why); }, WebSocketImpl: FakeWS });
+  s.start();
+  FakeWS.last.open();
+  FakeWS.last.drop(1008);
+  await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual(whys, ['policy']);
+  s.retryNow();
+  FakeWS.last.open();
+  FakeWS.last.drop(1006);
+  await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual(whys, ['policy']);
+  s.retryNow();
+  FakeWS.last.drop(1006); // failed before opening: maybe a 401 at upgrade
+  await new Promise((r) => setTimeout(r, 5));
+  assert.deepEqual(whys, ['policy', 'failed']);
+  s.stop();
+});
