@@ -114,6 +114,8 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 		Limits:            packet.Limits{MaxCount: cfg.MaxCount, MaxShare: cfg.MaxShare, DefaultTTL: cfg.PacketTTL},
 		Logger:            log,
 		DisableCoalescing: !cfg.CoalesceGrabs,
+		ReconcileEvery:    cfg.ReconcileEvery,
+		SweepLease:        cfg.SweepLease,
 	})
 	broker := hub.NewRedisBroker(rdb, hub.RedisBrokerConfig{Prefix: cfg.KeyPrefix, Sharded: cluster})
 	h := hub.New(hub.Config{

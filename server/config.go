@@ -38,6 +38,8 @@ type Config struct {
 	LogFormat       string
 	PprofAddr       string
 	CoalesceGrabs   bool
+	ReconcileEvery  time.Duration
+	SweepLease      time.Duration
 }
 
 // setting is one row of the table that `server -h` prints.
@@ -95,6 +97,8 @@ func registerFlags(fs *flag.FlagSet, c *Config) []setting {
 	i64(&c.MaxShare, "max-share", "HONGBAO_MAX_SHARE", 20000, "largest share in fen")
 	dur(&c.PacketTTL, "packet-ttl", "HONGBAO_PACKET_TTL", 24*time.Hour, "how long a packet stays open by default (at most 72h)")
 	dur(&c.SweepInterval, "sweep-interval", "HONGBAO_SWEEP_INTERVAL", time.Second, "how often this instance looks for expired packets and unfinished steps")
+	dur(&c.ReconcileEvery, "reconcile-every", "HONGBAO_RECONCILE_EVERY", time.Minute, "how often the sweeper revisits an open packet to pay claims a crashed instance left unpaid")
+	dur(&c.SweepLease, "sweep-lease", "HONGBAO_SWEEP_LEASE", 30*time.Second, "how long a sweeper owns a due packet; a dead instance's packets wait this long for another")
 	boolean(&c.CoalesceGrabs, "coalesce-grabs", "HONGBAO_COALESCE_GRABS", true, "settle grabs of a hot packet that arrive together in one Redis script call")
 	num(&c.CoalesceAbove, "coalesce-above", "HONGBAO_COALESCE_ABOVE", 1000, "local room size from which grabbed events become progress events every 200ms (-1: never)")
 	num(&c.SendQueue, "send-queue", "HONGBAO_SEND_QUEUE", 256, "frames queued per connection before a slow client is evicted")

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hongbao-dev/hongbao/internal/redistest"
+	"github.com/hongbao-dev/hongbao/packet"
+)
+
+// An instance is killed (SIGKILL) while a hundred clients race for a hot
+// packet through it. The other instance's sweeper pays every claim the dead
+// one left uncredited; nothing is paid twice; the audit is clean.
+func TestInstanceKilledMidRace(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a server process")
+	}
+	db, _ := redistest.New(t)
+	cfgB := testConfig(t, db.URL())
+	cfgB.ReconcileEvery = 200 * time.Millisecond
+	b := startServer(t, cfgB)
+
+	// Instance A is a real process, so it can die without a goodbye.
+	bin := filepath.Join(t.TempDir(), "hongbao")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	port, err := redistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(),
+		"HONGBAO_ADDR="+addr, "REDIS_URL="+db.URL(), "HONGBAO_SECRET="+testSecret,
+		"HONGBAO_KEY_PREFIX="+cfgB.KeyPrefix, "HONGBAO_SESSION_RATE=10000", "HONGBAO_SESSION_BURST=10000",
+		"HONGBAO_RECONCILE_EVERY=200ms", "HONGBAO_SWEEP_LEASE=1s", "HONGBAO_GRAB_RATE=10000", "HONGBAO_GRAB_BURST=10000", "HONGBAO_LOG_LEVEL=error")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	a := &server{URL: "http://" + addr}
+	waitListening(t, addr)
+
+	sender, senderTok := session(t, b, "Sender")
+	if st := call(t, b, "POST", "/api/v1/admin/credit", testAdmin, map[string]any{"user_id": sender.ID, "amount": 2000000}, nil); st != 200 {
+		t.Fatalf("credit: %d", st)
+	}
+	var packets []packet.State
+	for i := 0; i < 20; i++ {
+		packets = append(packets, newPacket(t, b, senderTok, "crash", map[string]any{"kind": "lucky", "total": 100000, "count": 1000}))
+	}
+
+	const clients = 100
+	type racer struct {
+		c   *wsClient
+		id  string
+		tok string
+	}
+	racers := make([]racer, clients)
+	for i := range racers {
+		u, tok := session(t, a, fmt.Sprint("r", i))
+		racers[i] = racer{c: mustDial(t, a, "crash", tok), id: u.ID, tok: tok}
+	}
+	// Every racer grabs the packets one after another, 5 ms apart; A dies
+	// when about half have been sent, with grabs in flight.
+	for _, r := range racers {
+		go func(r racer) {
+			for _, p := range packets {
+				r.c.send(map[string]any{"type": "grab", "ref": p.ID, "packet_id": p.ID})
+				time.Sleep(5 * time.Millisecond)
+			}
+		}(r)
+	}
+	time.Sleep(50 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	_ = cmd.Wait()
+	won := map[string]int64{} // packet id + user id -> amount the client was told
+	for _, r := range racers {
+		<-r.c.closed
+		for _, f := range r.c.all("result") {
+			if f.OK {
+				won[f.Ref+r.id] = f.Amount
+			}
+		}
+	}
+
+	// B's sweeper pays what A left unpaid.
+	deadline := time.Now().Add(10 * time.Second)
+	first := auditClean(t, b)
+	rep := first
+	for {
+		rep = auditClean(t, b)
+		if rep.Uncredited == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if rep.Uncredited != 0 {
+		due, _ := b.rdb.ZRangeWithScores(context.Background(), cfgB.KeyPrefix+":{sweep}:due", 0, -1).Result()
+		t.Logf("now %d due %v", time.Now().UnixMilli(), due)
+		t.Fatalf("claims still unpaid after the sweeper ran: %s", rep)
+	}
+	claims := 0
+	balances := map[string]int64{}
+	for _, p := range packets {
+		d, err := b.store.Detail(context.Background(), p.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range d.Claims {
+			claims++
+			balances[c.User.ID] += c.Amount
+			if amount, ok := won[p.ID+c.User.ID]; ok && amount != c.Amount {
+				t.Fatalf("%s was told %d, claim says %d", c.User.ID, amount, c.Amount)
+			}
+			delete(won, p.ID+c.User.ID)
+		}
+	}
+	if len(won) != 0 {
+		t.Fatalf("%d grabs were answered ok but left no claim", len(won))
+	}
+	for _, r := range racers {
+		var me struct {
+			Balance int64 `json:"balance"`
+		}
+		call(t, b, "GET", "/api/v1/me", r.tok, nil, &me)
+		if me.Balance != 10000+balances[r.id] {
+			t.Fatalf("%s claimed %d in all, balance %d", r.id, balances[r.id], me.Balance)
+		}
+	}
+	if claims == 0 || claims == len(packets)*clients {
+		t.Fatalf("%d claims: the kill did not land mid-race", claims)
+	}
+	t.Logf("%d claims when A died, %d fen of them unpaid until the sweeper ran: %s", claims, first.Uncredited, rep)
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("nothing listening on %s", addr)
+}
