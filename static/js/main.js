@@ -13,7 +13,7 @@ import {
   clearPackets, relabelPackets, isRainPacket,
 } from './packets.js';
 import {
-  initRain, initRainDialog, startRain, rainGrabbed, rainProgress, markRainsIncomplete,
+  initRain, initRainDialog, startRain, adoptRainPacket, rainGrabbed, rainProgress, markRainsIncomplete,
   resetRain, relabelRain, relabelRainDialog,
 } from './rain.js';
 import { initPresence, renderPresence } from './presence.js';
@@ -151,7 +151,10 @@ async function syncRoom() {
     const { packets = [] } = await api.roomPackets(room, { status: 'all', limit: 50 });
     if (room !== state.room) return;
     // Newest first on the wire: merge oldest first so cards land in order.
-    for (const p of [...packets].reverse()) upsertPacket(p);
+    for (const p of [...packets].reverse()) {
+      adoptRainPacket(p); // rain packets whose `rain` event we missed go under a rain card
+      upsertPacket(p);
+    }
   } catch (err) {
     toast(errorMessage(err), { kind: 'error' });
   }
@@ -169,6 +172,7 @@ function onMessage(msg) {
       break;
     }
     case 'packet': {
+      adoptRainPacket(msg.packet);
       const vm = upsertPacket(msg.packet);
       if (vm && isMe(vm.sender)) refreshMe();
       break;

@@ -93,9 +93,11 @@ export function startRain(r) {
     claimKeys: new Set(),
     /** user id → {user, total, count} */
     board: new Map(),
-    needsDetails: false,
+    needsDetails: !!r.synthetic, // no grabbed events seen: ask the server
     ended: false,
     card: null,
+    synthetic: !!r.synthetic,
+    created_at: r.created_at,
   };
   state.rains.set(r.id, rain);
   for (const p of r.packets) state.rainOfPacket.set(p.id, r.id);
@@ -112,30 +114,91 @@ export function startRain(r) {
     renderRainCard(rain);
     return rain;
   }
+  rain.ends_at ??= Math.max(0, ...r.packets.map((p) => p.visible_at)) + FALL_MAX_MS;
+  for (const p of r.packets) queueDrop(rain, p, endLocal);
+  activate(rain);
+  return rain;
+}
+
+/** Put a rain on screen: HUD, tally, layer, frame loop, end timer. */
+function activate(rain) {
   const reduce = reducedMotion();
-  const now = Date.now();
-  for (const p of r.packets) {
-    const at = toLocal(p.visible_at ?? rain.starts_at ?? now);
-    // Late drops fall faster so the sky is clear when the rain ends.
-    const fall = Math.min(FALL_MIN_MS + Math.random() * (FALL_MAX_MS - FALL_MIN_MS),
-      Math.max(1800, endLocal + END_GRACE_MS - at));
-    if (!reduce && at + fall < now) continue; // already fallen past the screen
-    queue.push({ packetId: p.id, rainId: rain.id, at, fall, el: null, anim: null, state: 'queued' });
-  }
-  queue.sort((a, b) => a.at - b.at);
+  rain.ended = false;
   state.activeRain = rain.id;
-  rain.endTimer = setTimeout(() => endRain(rain), Math.max(0, endLocal - now) + END_GRACE_MS);
-  tally.dataset.fen = '0';
-  tally.textContent = formatFen(0);
+  scheduleEnd(rain);
+  let sum = 0;
+  for (const v of rain.caught.values()) sum += v;
+  tally.dataset.fen = String(sum);
+  tally.textContent = formatFen(sum);
   hudTitle.textContent = rain.sender?.name ? t('rain.from', { name: rain.sender.name }) : t('rain.live');
+  const wasHidden = layer.hidden;
   layer.hidden = false;
   layer.classList.toggle('is-grid', reduce);
   grid.hidden = !reduce;
-  if (reduce) grid.replaceChildren();
+  if (reduce && wasHidden) grid.replaceChildren();
   lastHudSecond = null;
   toast(t('rain.started'), { kind: 'rain' });
+  renderRainCard(rain);
   if (!rafId) rafId = requestAnimationFrame(frame);
-  return rain;
+}
+
+function scheduleEnd(rain) {
+  clearTimeout(rain.endTimer);
+  const endLocal = toLocal(rain.ends_at);
+  rain.endTimer = setTimeout(() => endRain(rain), Math.max(0, endLocal - Date.now()) + END_GRACE_MS);
+}
+
+function queueDrop(rain, p, endLocal) {
+  const now = Date.now();
+  const at = toLocal(p.visible_at ?? rain.starts_at ?? now);
+  // Late drops fall faster so the sky is clear when the rain ends.
+  const fall = Math.min(FALL_MIN_MS + Math.random() * (FALL_MAX_MS - FALL_MIN_MS),
+    Math.max(1800, endLocal + END_GRACE_MS - at));
+  if (!reducedMotion() && at + fall < now) return; // already fallen past the screen
+  const d = { packetId: p.id, rainId: rain.id, at, fall, el: null, anim: null };
+  let i = queue.length;
+  while (i > 0 && queue[i - 1].at > at) i--;
+  queue.splice(i, 0, d);
+}
+
+/** Packets scheduled ahead of their creation belong to a rain. */
+const SCHEDULED_MS = 1500;
+export function isScheduled(p) {
+  return Number.isFinite(p?.visible_at) && Number.isFinite(p?.created_at) && p.visible_at - p.created_at > SCHEDULED_MS;
+}
+
+/**
+ * A packet of a rain whose `rain` event this page never saw (it joined late
+ * or was offline): group it with its siblings under one rain card, and let it
+ * fall if it is still to come. Returns true when the packet belongs to a rain.
+ */
+export function adoptRainPacket(p) {
+  if (!p?.id) return false;
+  if (state.rainOfPacket.has(p.id)) return true;
+  if (!isScheduled(p)) return false;
+  // A rain's packets are all created by one request: same sender, same moment.
+  let rain = [...state.rains.values()].find((r) => r.synthetic && r.sender?.id === p.sender?.id
+    && Math.abs((r.created_at ?? 0) - p.created_at) < 2000
+    && r.total_per_packet === p.total && r.count_per_packet === p.count);
+  const endsAt = p.visible_at + FALL_MAX_MS + 1000;
+  if (!rain) {
+    rain = startRain({
+      id: `h-${p.id}`, synthetic: true, created_at: p.created_at, sender: p.sender, greeting: p.greeting,
+      total_per_packet: p.total, count_per_packet: p.count, starts_at: p.visible_at, ends_at: endsAt, packets: [],
+    });
+  }
+  rain.packetIds.add(p.id);
+  state.rainOfPacket.set(p.id, rain.id);
+  rain.starts_at = Math.min(rain.starts_at, p.visible_at);
+  const stillFalling = toLocal(p.visible_at) + FALL_MAX_MS > Date.now();
+  if ((p.status ?? 'active') === 'active' && stillFalling) {
+    if (endsAt > rain.ends_at) rain.ends_at = endsAt;
+    if (rain.ended) activate(rain); else scheduleEnd(rain);
+    queueDrop(rain, p, toLocal(rain.ends_at));
+    if (!rafId) rafId = requestAnimationFrame(frame);
+  }
+  renderRainCard(rain);
+  return true;
 }
 
 function currentRain() {
