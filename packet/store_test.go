@@ -35,6 +35,20 @@ func newStore(t testing.TB, cfg Config) (*Store, *redis.Client) {
 	return s, rdb
 }
 
+// eachBackend runs a scenario on standalone Redis and on a 3-master Redis
+// Cluster, where a packet, its sender, its grabbers, its room and the sweep
+// index live in different slots on different masters.
+func eachBackend(t *testing.T, cfg Config, fn func(t *testing.T, s *Store, rdb redis.UniversalClient)) {
+	t.Run("standalone", func(t *testing.T) {
+		s, rdb := newStore(t, cfg)
+		fn(t, s, rdb)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		s, rdb := newClusterStore(t, cfg)
+		fn(t, s, rdb)
+	})
+}
+
 func fund(t testing.TB, s *Store, user string, amount int64) {
 	t.Helper()
 	if _, _, err := s.Fund(context.Background(), user, amount, ""); err != nil {
@@ -226,42 +240,50 @@ func TestGrabRefusals(t *testing.T) {
 
 // 1000 goroutines race for one packet of 100 shares.
 func TestConcurrentGrabsOneHotPacket(t *testing.T) {
-	s, _ := newStore(t, Config{})
-	ctx := context.Background()
-	fund(t, s, alice.ID, 1000000)
-	p := mustCreate(t, s, CreateRequest{Room: "hot", Sender: alice, Kind: Lucky, Total: 100000, Count: 100})
-	var (
-		wg              sync.WaitGroup
-		won, sold, rest atomic.Int64
-		sum             atomic.Int64
-		winners         sync.Map
-	)
-	for i := 0; i < 1000; i++ {
-		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			u := User{ID: fmt.Sprintf("u%d", i), Name: "racer"}
-			g, err := s.Grab(ctx, p.ID, u)
-			switch {
-			case err == nil:
-				won.Add(1)
-				sum.Add(g.Amount)
-				if _, dup := winners.LoadOrStore(u.ID, true); dup {
-					t.Errorf("%s won twice", u.ID)
+	eachBackend(t, Config{}, func(t *testing.T, s *Store, _ redis.UniversalClient) {
+		ctx := context.Background()
+		fund(t, s, alice.ID, 1000000)
+		p := mustCreate(t, s, CreateRequest{Room: "hot", Sender: alice, Kind: Lucky, Total: 100000, Count: 100})
+		var (
+			wg              sync.WaitGroup
+			won, sold, rest atomic.Int64
+			sum             atomic.Int64
+			winners         sync.Map
+		)
+		for i := 0; i < 1000; i++ {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				u := User{ID: fmt.Sprintf("u%d", i), Name: "racer"}
+				g, err := s.Grab(ctx, p.ID, u)
+				switch {
+				case err == nil:
+					won.Add(1)
+					sum.Add(g.Amount)
+					if _, dup := winners.LoadOrStore(u.ID, g.Amount); dup {
+						t.Errorf("%s won twice", u.ID)
+					}
+				case errors.Is(err, ErrSoldOut):
+					sold.Add(1)
+				default:
+					rest.Add(1)
+					t.Errorf("grab: %v", err)
 				}
-			case errors.Is(err, ErrSoldOut):
-				sold.Add(1)
-			default:
-				rest.Add(1)
-				t.Errorf("grab: %v", err)
+			}(i)
+		}
+		wg.Wait()
+		if won.Load() != 100 || sold.Load() != 900 || sum.Load() != 100000 {
+			t.Fatalf("won %d, sold out %d, other %d, sum %d", won.Load(), sold.Load(), rest.Load(), sum.Load())
+		}
+		// Every winner was paid, on whichever master holds its wallet.
+		winners.Range(func(k, v any) bool {
+			if w := wallet(t, s, k.(string)); w.Balance != v.(int64) {
+				t.Errorf("%s won %d, holds %d", k, v, w.Balance)
 			}
-		}(i)
-	}
-	wg.Wait()
-	if won.Load() != 100 || sold.Load() != 900 || sum.Load() != 100000 {
-		t.Fatalf("won %d, sold out %d, other %d, sum %d", won.Load(), sold.Load(), rest.Load(), sum.Load())
-	}
-	auditClean(t, s)
+			return true
+		})
+		auditClean(t, s)
+	})
 }
 
 // 10 000 grabs spread over 100 packets by 200 users.
@@ -354,179 +376,183 @@ func TestHistoryIsCapped(t *testing.T) {
 // and exactly one sweeper reports the close. Packets on the other side of the
 // boundary are left alone.
 func TestExpiryRefundOnceWithRacingSweepers(t *testing.T) {
-	s, rdb := newStore(t, Config{})
-	ctx := context.Background()
-	fund(t, s, alice.ID, 100000)
-	short := mustCreate(t, s, CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 1000, Count: 10, TTL: time.Second})
-	long := mustCreate(t, s, CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 2000, Count: 10, TTL: time.Hour})
-	g, err := s.Grab(ctx, short.ID, User{"bob", "Bob"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(1100 * time.Millisecond)
+	eachBackend(t, Config{}, func(t *testing.T, s *Store, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		fund(t, s, alice.ID, 100000)
+		short := mustCreate(t, s, CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 1000, Count: 10, TTL: time.Second})
+		long := mustCreate(t, s, CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 2000, Count: 10, TTL: time.Hour})
+		g, err := s.Grab(ctx, short.ID, User{"bob", "Bob"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(1100 * time.Millisecond)
 
-	// Each sweeper is a separate Store (as on separate instances); make
-	// everything due now so all three go for the same packets.
-	sweepers := make([]*Store, 3)
-	for i := range sweepers {
-		sweepers[i] = NewStore(rdb, Config{SweepLease: time.Millisecond})
-	}
-	rdb.ZAdd(ctx, s.k.due(), redis.Z{Score: 0, Member: short.ID}, redis.Z{Score: 0, Member: long.ID})
-	var wg sync.WaitGroup
-	var closes atomic.Int64
-	var refunded atomic.Int64
-	for _, sw := range sweepers {
-		wg.Add(1)
-		go func(sw *Store) {
-			defer wg.Done()
-			for i := 0; i < 20; i++ {
-				rep, err := sw.Sweep(ctx)
-				if err != nil {
-					t.Error(err)
-					return
+		// Each sweeper is a separate Store (as on separate instances); make
+		// everything due now so all three go for the same packets.
+		sweepers := make([]*Store, 3)
+		for i := range sweepers {
+			sweepers[i] = NewStore(rdb, Config{SweepLease: time.Millisecond})
+		}
+		rdb.ZAdd(ctx, s.k.due(), redis.Z{Score: 0, Member: short.ID}, redis.Z{Score: 0, Member: long.ID})
+		var wg sync.WaitGroup
+		var closes atomic.Int64
+		var refunded atomic.Int64
+		for _, sw := range sweepers {
+			wg.Add(1)
+			go func(sw *Store) {
+				defer wg.Done()
+				for i := 0; i < 20; i++ {
+					rep, err := sw.Sweep(ctx)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					for _, f := range rep.Expired {
+						closes.Add(1)
+						refunded.Add(f.Refunded)
+					}
+					// Direct, unleased settles too: idempotence, not the lease, is what guarantees once.
+					var r SweepReport
+					_ = sw.settle(ctx, short.ID, &r)
+					for _, f := range r.Expired {
+						closes.Add(1)
+						refunded.Add(f.Refunded)
+					}
 				}
-				for _, f := range rep.Expired {
-					closes.Add(1)
-					refunded.Add(f.Refunded)
-				}
-				// Direct, unleased settles too: idempotence, not the lease, is what guarantees once.
-				var r SweepReport
-				_ = sw.settle(ctx, short.ID, &r)
-				for _, f := range r.Expired {
-					closes.Add(1)
-					refunded.Add(f.Refunded)
-				}
-			}
-		}(sw)
-	}
-	wg.Wait()
-	if closes.Load() != 1 {
-		t.Fatalf("packet reported closed %d times", closes.Load())
-	}
-	if refunded.Load() != 1000-g.Amount {
-		t.Fatalf("refunded %d, want %d", refunded.Load(), 1000-g.Amount)
-	}
-	if w := wallet(t, s, alice.ID); w.Balance != 100000-1000-2000+refunded.Load() || w.Refunded != refunded.Load() {
-		t.Fatalf("alice after refund: %+v", w)
-	}
-	d, _ := s.Detail(ctx, short.ID)
-	if d.Status != StatusExpired || d.Refunded != 1000-g.Amount || d.RemainingCount != 0 {
-		t.Fatalf("expired detail: %+v", d)
-	}
-	dl, _ := s.Detail(ctx, long.ID)
-	if dl.Status != StatusActive || dl.RemainingAmount != 2000 {
-		t.Fatalf("unexpired packet touched: %+v", dl)
-	}
-	auditClean(t, s)
+			}(sw)
+		}
+		wg.Wait()
+		if closes.Load() != 1 {
+			t.Fatalf("packet reported closed %d times", closes.Load())
+		}
+		if refunded.Load() != 1000-g.Amount {
+			t.Fatalf("refunded %d, want %d", refunded.Load(), 1000-g.Amount)
+		}
+		if w := wallet(t, s, alice.ID); w.Balance != 100000-1000-2000+refunded.Load() || w.Refunded != refunded.Load() {
+			t.Fatalf("alice after refund: %+v", w)
+		}
+		d, _ := s.Detail(ctx, short.ID)
+		if d.Status != StatusExpired || d.Refunded != 1000-g.Amount || d.RemainingCount != 0 {
+			t.Fatalf("expired detail: %+v", d)
+		}
+		dl, _ := s.Detail(ctx, long.ID)
+		if dl.Status != StatusActive || dl.RemainingAmount != 2000 {
+			t.Fatalf("unexpired packet touched: %+v", dl)
+		}
+		auditClean(t, s)
+	})
 }
 
 // A create that crashes after storing the pending packet, before the debit:
 // the sweeper cancels it and a late debit is refused.
 func TestCrashAfterCreateBeforeDebit(t *testing.T) {
-	s, rdb := newStore(t, Config{PendingGrace: time.Millisecond})
-	ctx := context.Background()
-	fund(t, s, alice.ID, 1000)
-	p, shares, err := s.prepare(CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 500, Count: 5})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.createPending(ctx, p, shares); err != nil {
-		t.Fatal(err)
-	}
-	auditClean(t, s)
-	time.Sleep(5 * time.Millisecond)
-	rep, err := s.Sweep(ctx)
-	if err != nil || rep.Cancelled != 1 {
-		t.Fatalf("sweep: %+v %v", rep, err)
-	}
-	// The crashed request comes back to life and tries to debit: refused.
-	if err := s.debit(ctx, p); !errors.Is(err, ErrUnavailable) {
-		t.Fatalf("late debit: %v", err)
-	}
-	if w := wallet(t, s, alice.ID); w.Balance != 1000 {
-		t.Fatalf("alice charged for a cancelled packet: %+v", w)
-	}
-	if _, err := s.Grab(ctx, p.ID, User{"bob", "Bob"}); !errors.Is(err, ErrNotFound) {
-		t.Fatalf("grab of cancelled packet: %v", err)
-	}
-	if n, _ := rdb.ZCard(ctx, s.k.due()).Result(); n != 0 {
-		t.Fatalf("due index still holds %d", n)
-	}
-	auditClean(t, s)
+	eachBackend(t, Config{PendingGrace: time.Millisecond}, func(t *testing.T, s *Store, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		fund(t, s, alice.ID, 1000)
+		p, shares, err := s.prepare(CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 500, Count: 5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.createPending(ctx, p, shares); err != nil {
+			t.Fatal(err)
+		}
+		auditClean(t, s)
+		time.Sleep(5 * time.Millisecond)
+		rep, err := s.Sweep(ctx)
+		if err != nil || rep.Cancelled != 1 {
+			t.Fatalf("sweep: %+v %v", rep, err)
+		}
+		// The crashed request comes back to life and tries to debit: refused.
+		if err := s.debit(ctx, p); !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("late debit: %v", err)
+		}
+		if w := wallet(t, s, alice.ID); w.Balance != 1000 {
+			t.Fatalf("alice charged for a cancelled packet: %+v", w)
+		}
+		if _, err := s.Grab(ctx, p.ID, User{"bob", "Bob"}); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("grab of cancelled packet: %v", err)
+		}
+		if n, _ := rdb.ZCard(ctx, s.k.due()).Result(); n != 0 {
+			t.Fatalf("due index still holds %d", n)
+		}
+		auditClean(t, s)
+	})
 }
 
 // A create that crashes after the debit, before activation: the money is a
 // pending debit (the audit balances), and the sweeper opens the packet.
 func TestCrashAfterDebitBeforeActivate(t *testing.T) {
-	s, _ := newStore(t, Config{PendingGrace: time.Millisecond})
-	ctx := context.Background()
-	fund(t, s, alice.ID, 1000)
-	p, shares, _ := s.prepare(CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 500, Count: 5})
-	if err := s.createPending(ctx, p, shares); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.debit(ctx, p); err != nil {
-		t.Fatal(err)
-	}
-	if rep := auditClean(t, s); rep.PendingDebits != 500 {
-		t.Fatalf("pending debits %d, want 500", rep.PendingDebits)
-	}
-	if err := s.debit(ctx, p); err != nil { // a retried debit is not charged twice
-		t.Fatal(err)
-	}
-	time.Sleep(5 * time.Millisecond)
-	rep, err := s.Sweep(ctx)
-	if err != nil || rep.Activated != 1 {
-		t.Fatalf("sweep: %+v %v", rep, err)
-	}
-	if w := wallet(t, s, alice.ID); w.Balance != 500 || w.SentCount != 1 {
-		t.Fatalf("alice: %+v", w)
-	}
-	if _, err := s.Grab(ctx, p.ID, User{"bob", "Bob"}); err != nil {
-		t.Fatalf("grab after repair: %v", err)
-	}
-	list, _ := s.RoomPackets(ctx, "r", "", true, 10)
-	if len(list) != 1 {
-		t.Fatalf("repaired packet not listed in its room: %+v", list)
-	}
-	if rep := auditClean(t, s); rep.PendingDebits != 0 || rep.SharesLeft == 0 {
-		t.Fatalf("after repair: %s", rep)
-	}
+	eachBackend(t, Config{PendingGrace: time.Millisecond}, func(t *testing.T, s *Store, _ redis.UniversalClient) {
+		ctx := context.Background()
+		fund(t, s, alice.ID, 1000)
+		p, shares, _ := s.prepare(CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 500, Count: 5})
+		if err := s.createPending(ctx, p, shares); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.debit(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		if rep := auditClean(t, s); rep.PendingDebits != 500 {
+			t.Fatalf("pending debits %d, want 500", rep.PendingDebits)
+		}
+		if err := s.debit(ctx, p); err != nil { // a retried debit is not charged twice
+			t.Fatal(err)
+		}
+		time.Sleep(5 * time.Millisecond)
+		rep, err := s.Sweep(ctx)
+		if err != nil || rep.Activated != 1 {
+			t.Fatalf("sweep: %+v %v", rep, err)
+		}
+		if w := wallet(t, s, alice.ID); w.Balance != 500 || w.SentCount != 1 {
+			t.Fatalf("alice: %+v", w)
+		}
+		if _, err := s.Grab(ctx, p.ID, User{"bob", "Bob"}); err != nil {
+			t.Fatalf("grab after repair: %v", err)
+		}
+		list, _ := s.RoomPackets(ctx, "r", "", true, 10)
+		if len(list) != 1 {
+			t.Fatalf("repaired packet not listed in its room: %+v", list)
+		}
+		if rep := auditClean(t, s); rep.PendingDebits != 0 || rep.SharesLeft == 0 {
+			t.Fatalf("after repair: %s", rep)
+		}
+	})
 }
 
 // A grab whose credit never ran: the claim stands, the audit counts it in
 // transit, the sweeper pays it once, and a repeated credit pays nothing.
 func TestCrashAfterGrabBeforeCredit(t *testing.T) {
-	s, rdb := newStore(t, Config{})
-	ctx := context.Background()
-	fund(t, s, alice.ID, 1000)
-	p := mustCreate(t, s, CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 300, Count: 3})
-	bob := User{"bob", "Bob"}
-	g, err := s.grabOnly(ctx, p.ID, bob)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rep := auditClean(t, s); rep.Uncredited != g.Amount {
-		t.Fatalf("uncredited %d, want %d", rep.Uncredited, g.Amount)
-	}
-	rdb.ZAdd(ctx, s.k.due(), redis.Z{Score: 0, Member: p.ID})
-	rep, err := s.Sweep(ctx)
-	if err != nil || rep.Credited != 1 {
-		t.Fatalf("sweep: %+v %v", rep, err)
-	}
-	if err := s.credit(ctx, bob.ID, g); err != nil { // the crashed request's late credit
-		t.Fatal(err)
-	}
-	rdb.ZAdd(ctx, s.k.due(), redis.Z{Score: 0, Member: p.ID})
-	if rep, _ := s.Sweep(ctx); rep.Credited != 0 {
-		t.Fatalf("second sweep credited again: %+v", rep)
-	}
-	if w := wallet(t, s, bob.ID); w.Balance != g.Amount || w.ReceivedCount != 1 {
-		t.Fatalf("bob: %+v, grabbed %d", w, g.Amount)
-	}
-	if rep := auditClean(t, s); rep.Uncredited != 0 {
-		t.Fatalf("after repair: %s", rep)
-	}
+	eachBackend(t, Config{}, func(t *testing.T, s *Store, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		fund(t, s, alice.ID, 1000)
+		p := mustCreate(t, s, CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 300, Count: 3})
+		bob := User{"bob", "Bob"}
+		g, err := s.grabOnly(ctx, p.ID, bob)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rep := auditClean(t, s); rep.Uncredited != g.Amount {
+			t.Fatalf("uncredited %d, want %d", rep.Uncredited, g.Amount)
+		}
+		rdb.ZAdd(ctx, s.k.due(), redis.Z{Score: 0, Member: p.ID})
+		rep, err := s.Sweep(ctx)
+		if err != nil || rep.Credited != 1 {
+			t.Fatalf("sweep: %+v %v", rep, err)
+		}
+		if err := s.credit(ctx, bob.ID, g); err != nil { // the crashed request's late credit
+			t.Fatal(err)
+		}
+		rdb.ZAdd(ctx, s.k.due(), redis.Z{Score: 0, Member: p.ID})
+		if rep, _ := s.Sweep(ctx); rep.Credited != 0 {
+			t.Fatalf("second sweep credited again: %+v", rep)
+		}
+		if w := wallet(t, s, bob.ID); w.Balance != g.Amount || w.ReceivedCount != 1 {
+			t.Fatalf("bob: %+v, grabbed %d", w, g.Amount)
+		}
+		if rep := auditClean(t, s); rep.Uncredited != 0 {
+			t.Fatalf("after repair: %s", rep)
+		}
+	})
 }
 
 // The audit must be able to fail: tamper with money and it says so.
@@ -579,15 +605,16 @@ func TestRedisDownIsUnavailable(t *testing.T) {
 // Redis forgets its script cache on restart or failover; pipelined steps
 // must load the scripts again by themselves.
 func TestScriptCacheFlushed(t *testing.T) {
-	s, rdb := newStore(t, Config{})
-	ctx := context.Background()
-	fund(t, s, alice.ID, 1000)
-	mustCreate(t, s, CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 100, Count: 2})
-	if err := rdb.ScriptFlush(ctx).Err(); err != nil {
-		t.Fatal(err)
-	}
-	p := mustCreate(t, s, CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 100, Count: 2})
-	if _, err := s.Grab(ctx, p.ID, User{"bob", "Bob"}); err != nil {
-		t.Fatal(err)
-	}
+	eachBackend(t, Config{}, func(t *testing.T, s *Store, rdb redis.UniversalClient) {
+		ctx := context.Background()
+		fund(t, s, alice.ID, 1000)
+		mustCreate(t, s, CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 100, Count: 2})
+		if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+			t.Fatal(err)
+		}
+		p := mustCreate(t, s, CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 100, Count: 2})
+		if _, err := s.Grab(ctx, p.ID, User{"bob", "Bob"}); err != nil {
+			t.Fatal(err)
+		}
+	})
 }
