@@ -49,7 +49,6 @@ type Hub struct {
 	seq    atomic.Uint64 // last Client.seq handed out
 	nconns atomic.Int64
 	nrooms atomic.Int64
-	pinging atomic.Bool // a pingLoop is running
 
 	// mu orders Serve's registration against Shutdown: once closed is set
 	// no Serve adds to serving, which makes serving.Wait legal.
@@ -106,8 +105,7 @@ func (h *Hub) Run(ctx context.Context) error {
 }
 
 // Serve runs one upgraded connection in room until it ends. It reads on the
-// calling goroutine; a writer goroutine runs only while there is something
-// to write. The client
+// calling goroutine and starts exactly one writer goroutine. The client
 // joins room first (subscribing the broker if it is the room's first local
 // member here) and leaves it on exit (unsubscribing after the last one).
 // Cancelling ctx closes the connection with 1001. Serve closes conn.
@@ -129,11 +127,10 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, room string, u Us
 		refuse(conn, websocket.CloseTryAgainLater, "room unavailable")
 		return
 	}
-	h.startPinger()
+	go c.writeLoop()
 	defer func() {
-		c.readEnded.Store(true)
-		c.stopWriter()
-		_ = conn.Close()
+		close(c.readDone)
+		h.awaitWriter(c)
 		c.cancel()
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.WriteTimeout)
 		h.leave(lctx, c)
@@ -150,6 +147,20 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, room string, u Us
 
 	handler.OnOpen(c.ctx, c)
 	c.readLoop(handler)
+}
+
+// awaitWriter waits for c's writer, cutting the socket if it is stuck in a
+// write to a peer that no longer reads.
+func (h *Hub) awaitWriter(c *Client) {
+	t := time.NewTimer(closeGrace)
+	defer t.Stop()
+	select {
+	case <-c.writerDone:
+		return
+	case <-t.C:
+		_ = c.conn.NetConn().Close()
+		<-c.writerDone
+	}
 }
 
 func refuse(conn *websocket.Conn, code int, reason string) {
