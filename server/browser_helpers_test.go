@@ -86,8 +86,8 @@ func newBrowser(t *testing.T) *browser {
 	return &browser{t: t, ctx: ctx}
 }
 
-// page is one simulated user: a tab in a browser context of its own, so its
-// localStorage (and so its guest session) is its own.
+// page is one tab. Tabs opened with newPage have a browser context (and so
+// storage) of their own; every tab has its own guest session either way.
 type page struct {
 	t    *testing.T
 	name string
@@ -115,18 +115,31 @@ var (
 func (b *browser) newPage(name, base string, vp viewport) *page {
 	b.t.Helper()
 	ctx, cancel := chromedp.NewContext(b.ctx, chromedp.WithNewBrowserContext())
-	b.t.Cleanup(cancel)
-	p := &page{t: b.t, name: name, ctx: ctx, base: base}
+	return openTab(b.t, ctx, cancel, name, base, vp)
+}
+
+// newTab opens another tab in p's browser context: same localStorage, as a
+// person opening a second tab in one browser.
+func (p *page) newTab(name string, vp viewport) *page {
+	p.t.Helper()
+	ctx, cancel := chromedp.NewContext(p.ctx)
+	return openTab(p.t, ctx, cancel, name, p.base, vp)
+}
+
+func openTab(t *testing.T, ctx context.Context, cancel context.CancelFunc, name, base string, vp viewport) *page {
+	t.Helper()
+	t.Cleanup(cancel)
+	p := &page{t: t, name: name, ctx: ctx, base: base}
 	// Open the tab (no timeout on the first Run of a context, see newBrowser).
 	opened := make(chan error, 1)
 	go func() { opened <- chromedp.Do(ctx) }()
 	select {
 	case err := <-opened:
 		if err != nil {
-			b.t.Fatalf("%s: open a tab: %v", name, err)
+			t.Fatalf("%s: open a tab: %v", name, err)
 		}
 	case <-time.After(browserWait):
-		b.t.Fatalf("%s: open a tab: no answer within %v", name, browserWait)
+		t.Fatalf("%s: open a tab: no answer within %v", name, browserWait)
 	}
 	messages := chromedp.Console(ctx)
 	go func() {
@@ -143,11 +156,11 @@ func (b *browser) newPage(name, base string, vp viewport) *page {
 			p.mu.Unlock()
 		}
 	}()
-	b.t.Cleanup(func() {
-		if b.t.Failed() {
+	t.Cleanup(func() {
+		if t.Failed() {
 			p.mu.Lock()
 			defer p.mu.Unlock()
-			b.t.Logf("%s's console:\n  %s", name, strings.Join(p.console, "\n  "))
+			t.Logf("%s's console:\n  %s", name, strings.Join(p.console, "\n  "))
 		}
 	})
 	vopts := []chromedp.EmulateViewportOption{chromedp.EmulateScale(vp.scale)}
@@ -252,7 +265,7 @@ func (p *page) join(room, name string) {
 	p.waitFor("the connection", `document.querySelector('#conn-status').dataset.state === "open"`)
 }
 
-// session is the page's guest session from localStorage.
+// session is the page's guest session (per tab, in sessionStorage).
 func (p *page) session() (id, token string) {
 	p.t.Helper()
 	var s struct {
@@ -261,9 +274,9 @@ func (p *page) session() (id, token string) {
 			ID string `json:"id"`
 		} `json:"user"`
 	}
-	raw := eval[string](p, `localStorage.getItem('hongbao.session') ?? ''`)
+	raw := eval[string](p, `sessionStorage.getItem('hongbao.session') ?? ''`)
 	if err := json.Unmarshal([]byte(raw), &s); err != nil || s.Token == "" || s.User.ID == "" {
-		p.fail("no session in localStorage: %q", raw)
+		p.fail("no session in sessionStorage: %q", raw)
 	}
 	return s.User.ID, s.Token
 }

@@ -389,3 +389,35 @@ func (p *page) catchDrop() {
 	}
 	p.fail("caught nothing in %v (%d clicks)", browserWait, clicks)
 }
+
+// A newcomer trying it alone opens two tabs of one browser: each tab is its
+// own guest, the second tab offers the name used last, and a reload keeps
+// the tab's guest.
+func TestBrowserTwoTabsTwoGuests(t *testing.T) {
+	db, _ := redistest.New(t)
+	s := startServer(t, testConfig(t, db.URL()))
+	b := newBrowser(t)
+	first := b.newPage("first", s.URL, desktop)
+	first.join("tabs", "阿明")
+	firstID, _ := first.session()
+
+	second := first.newTab("second", desktop)
+	second.do(chromedp.Navigate(s.URL+"/?room=tabs"), chromedp.WaitVisible(css("#name-input")))
+	second.waitFor("the remembered name", `document.querySelector('#name-input').value === "阿明"`)
+	second.do(chromedp.SetValue(css("#name-input"), "小红"), chromedp.Click(css("#join-button")))
+	second.waitFor("the room", `!document.querySelector('#room-screen').hidden`)
+	second.waitFor("the connection", `document.querySelector('#conn-status').dataset.state === "open"`)
+	secondID, _ := second.session()
+	if secondID == firstID {
+		t.Fatalf("both tabs are guest %s", firstID)
+	}
+	first.waitFor("two people online", `document.querySelector('#presence').dataset.online === "2"`)
+
+	first.do(chromedp.Reload())
+	first.waitFor("the room after a reload", `!document.querySelector('#room-screen').hidden`)
+	if id, _ := first.session(); id != firstID {
+		t.Fatalf("a reload made a new guest: %s, was %s", id, firstID)
+	}
+	first.noExceptions()
+	second.noExceptions()
+}

@@ -1,7 +1,11 @@
 // REST client for the v1 API. Keeps the guest session (name + token) in
-// localStorage and transparently creates a new session when a call gets 401.
+// sessionStorage, so every tab is its own guest (two tabs = two people, as a
+// newcomer trying it alone expects) while a reload keeps the tab's session;
+// the last name used is remembered in localStorage for the next tab. A call
+// that gets 401 transparently creates a new session.
 
 const SESSION_KEY = 'hongbao.session';
+const NAME_KEY = 'hongbao.name';
 
 export class ApiError extends Error {
   constructor(status, code, message) {
@@ -13,7 +17,16 @@ export class ApiError extends Error {
 }
 
 function storage() {
+  try { return globalThis.sessionStorage ?? null; } catch { return null; }
+}
+
+function names() {
   try { return globalThis.localStorage ?? null; } catch { return null; }
+}
+
+/** The display name this browser used last, to prefill the join form. */
+export function rememberedName() {
+  try { return names()?.getItem(NAME_KEY) ?? ''; } catch { return ''; }
 }
 
 export function loadSession() {
@@ -26,8 +39,12 @@ export function loadSession() {
 
 function saveSession(s) {
   try {
-    if (s) storage()?.setItem(SESSION_KEY, JSON.stringify(s));
-    else storage()?.removeItem(SESSION_KEY);
+    if (s) {
+      storage()?.setItem(SESSION_KEY, JSON.stringify(s));
+      names()?.setItem(NAME_KEY, s.name);
+    } else {
+      storage()?.removeItem(SESSION_KEY);
+    }
   } catch { /* private mode */ }
 }
 

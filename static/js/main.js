@@ -1,6 +1,6 @@
 // Entry point: join, room lifecycle, WebSocket dispatch, balance, language.
 
-import { Api, ApiError } from './api.js';
+import { Api, ApiError, rememberedName } from './api.js';
 import { RoomSocket, wsURL, SocketError } from './ws.js';
 import { detectLang, setLang, getLang, onLangChange, t, errorMessage, applyTranslations } from './i18n.js';
 import { formatFen } from './money.js';
@@ -310,7 +310,7 @@ function showJoin() {
   document.body.dataset.view = 'join';
   placeLangToggle('join');
   const input = $('#name-input');
-  input.value = api.session?.name ?? input.value;
+  input.value = api.session?.name ?? (input.value || rememberedName());
   input.focus();
 }
 
@@ -393,10 +393,12 @@ function boot() {
     if (s?.user) { state.user = s.user; renderStats(); }
   });
 
-  const remembered = api.session?.name;
-  if (remembered) {
-    $('#name-input').value = remembered;
-    join(remembered);
+  // This tab's own session (it survives a reload) joins at once; a new tab
+  // asks for a name, prefilled with the one this browser used last.
+  const current = api.session?.name;
+  if (current) {
+    $('#name-input').value = current;
+    join(current);
   } else {
     showJoin();
   }
