@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -12,10 +13,17 @@ import (
 // Client is one WebSocket connection in one room.
 //
 // Concurrency: Send, Close, User, Room and Context are safe from any
-// goroutine. The connection itself is touched only by the goroutine running
-// Serve (reads) and the client's writer goroutine (writes); every outgoing
-// data frame, ping and close frame is written by the writer, which is what
-// lets the hub fan out without locking the connection.
+// goroutine. The connection is read only by the goroutine running Serve and
+// written only by the client's writer, so the hub fans out without locking
+// the connection.
+//
+// The writer is not a permanent goroutine: an idle connection has none.
+// Queuing a frame, a ping or a close starts one if none is running (the
+// writing flag, under mu, makes sure at most one exists); it writes until
+// the queue is empty and exits. Every outgoing data frame, ping and close
+// frame is written by it, except the close frames gorilla itself writes
+// from the read goroutine (read limit, close handshake reply), which
+// gorilla serialises with its own lock.
 type Client struct {
 	hub  *Hub
 	conn *websocket.Conn // nil only for connection-less clients in benchmarks
@@ -27,31 +35,40 @@ type Client struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	// send is never closed: many goroutines send on it, so closing it would
-	// race. The writer stops on closing/readDone instead.
-	send chan *websocket.PreparedMessage
+	// closing is set, under mu, by the first Close (after closeCode and
+	// closeText) or a failed write; it is atomic so hot paths can check it
+	// without the lock.
+	closing atomic.Bool
 
-	closeOnce sync.Once
-	closing   chan struct{} // closed by the first Close; closeCode/closeText are set before
-	closeCode int
-	closeText string
+	mu sync.Mutex
+	// Guarded by mu.
+	queue     []*websocket.PreparedMessage // queue[head:] waits for the writer
+	head      int
+	writing   bool          // a writer goroutine is running; only it touches conn for writing
+	ping      bool          // a ping is due
+	closeCode int           // set once, with closing
+	closeText string        // set once, with closing
+	closeSent bool          // the writer has taken the close frame; nothing is written after it
+	stopped   bool          // Serve is tearing down: no writer may start any more
+	idle      chan struct{} // when non-nil, closed by the writer as it exits (Serve waits on it)
 
-	readDone   chan struct{} // closed when the read loop has returned
-	writerDone chan struct{} // closed when the writer goroutine has returned
+	readEnded atomic.Bool // the read loop has returned
+
+	// writeStart is Hub.now when the writer began the data frame it is
+	// writing, 0 between frames; the pinger cuts a write stuck too long.
+	writeStart atomic.Int64
+	nextPing   int64 // Hub.now of the next ping; owned by the pinger after join
 }
 
 func newClient(ctx context.Context, h *Hub, conn *websocket.Conn, room string, u User) *Client {
 	c := &Client{
-		hub:        h,
-		conn:       conn,
-		room:       room,
-		user:       u,
-		seq:        h.seq.Add(1),
-		send:       make(chan *websocket.PreparedMessage, h.cfg.SendQueue),
-		closing:    make(chan struct{}),
-		readDone:   make(chan struct{}),
-		writerDone: make(chan struct{}),
+		hub:  h,
+		conn: conn,
+		room: room,
+		user: u,
+		seq:  h.seq.Add(1),
 	}
+	c.nextPing = h.now() + int64(h.cfg.PingInterval)
 	c.ctx, c.cancel = context.WithCancel(ctx)
 	return c
 }
@@ -79,23 +96,65 @@ func (c *Client) Send(frame []byte) bool {
 	return c.enqueue(pm)
 }
 
-// enqueue offers pm to the writer without blocking. It may run under a shard
-// read lock, so everything it does on overflow must be lock-free and quick.
+// enqueue offers pm to the writer without blocking, starting the writer if
+// none is running. It may run under a shard read lock, so everything it
+// does must be quick: it never touches the connection.
 func (c *Client) enqueue(pm *websocket.PreparedMessage) bool {
-	select {
-	case <-c.closing:
+	if c.closing.Load() {
 		return false
-	default:
 	}
-	select {
-	case c.send <- pm:
-		return true
-	default:
+	c.mu.Lock()
+	if c.closing.Load() || c.stopped {
+		c.mu.Unlock()
+		return false
+	}
+	if len(c.queue)-c.head >= c.hub.cfg.SendQueue {
+		c.mu.Unlock()
 		if c.closeWith(websocket.ClosePolicyViolation, "slow consumer") {
 			c.hub.m.evicted()
-			c.hub.log.Info("hub: evicting slow consumer", "room", c.room, "user", c.user.ID, "queue", cap(c.send))
+			c.hub.log.Info("hub: evicting slow consumer", "room", c.room, "user", c.user.ID, "queue", c.hub.cfg.SendQueue)
 		}
 		return false
+	}
+	if len(c.queue) == cap(c.queue) && c.head > 0 {
+		// Reuse the space the writer has consumed rather than grow: a
+		// writer that never quite catches up must not make the queue grow
+		// without bound.
+		n := copy(c.queue, c.queue[c.head:])
+		clear(c.queue[n:])
+		c.queue, c.head = c.queue[:n], 0
+	}
+	c.queue = append(c.queue, pm)
+	start := c.startWriterLocked()
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	return true
+}
+
+// startWriterLocked reports whether the caller must start the writer; mu
+// must be held.
+func (c *Client) startWriterLocked() bool {
+	if c.writing || c.stopped {
+		return false
+	}
+	c.writing = true
+	return true
+}
+
+// pingDue asks the writer to send a ping. Called by the hub's pinger.
+func (c *Client) pingDue() {
+	c.mu.Lock()
+	if c.closing.Load() || c.stopped {
+		c.mu.Unlock()
+		return
+	}
+	c.ping = true
+	start := c.startWriterLocked()
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
 	}
 }
 
@@ -109,117 +168,164 @@ func (c *Client) Close(code int, reason string) {
 
 // closeWith reports whether this call was the one that started closing.
 func (c *Client) closeWith(code int, reason string) bool {
-	first := false
-	c.closeOnce.Do(func() {
-		first = true
-		c.closeCode, c.closeText = code, reason
-		close(c.closing)
-		if c.conn == nil {
-			return
-		}
-		// The writer may be stuck for up to WriteTimeout in a write to a peer
-		// that stopped reading, unable to get to the close frame. After the
-		// grace period, cut the socket: that fails the stuck write and the
-		// blocked read, and both goroutines wind down.
-		time.AfterFunc(closeGrace, func() {
-			select {
-			case <-c.writerDone:
-			default:
-				_ = c.conn.NetConn().Close()
-			}
-		})
-	})
-	return first
-}
-
-func (c *Client) isClosing() bool {
-	select {
-	case <-c.closing:
-		return true
-	default:
+	c.mu.Lock()
+	if c.closing.Load() {
+		c.mu.Unlock()
 		return false
 	}
-}
-
-// writeLoop is the connection's only writer. It exits when the read loop
-// ends, when a write fails, or after sending the close frame, and always
-// closes the socket on the way out so a read loop blocked on a dead peer
-// returns too.
-func (c *Client) writeLoop() {
-	cfg := &c.hub.cfg
-	ping := time.NewTicker(cfg.PingInterval)
-	defer func() {
-		ping.Stop()
-		_ = c.conn.Close()
-		close(c.writerDone)
-	}()
-	for {
-		// Closing wins over queued frames: an evicted or shutting-down client
-		// should not keep the writer busy flushing a backlog first.
-		if c.isClosing() {
-			c.writeClose()
-			return
-		}
-		select {
-		case pm := <-c.send:
-			if !c.writeBatch(pm) {
-				return
-			}
-		case <-ping.C:
-			if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(cfg.WriteTimeout)); err != nil {
-				return
-			}
-		case <-c.closing:
-			// Handled at the top of the loop.
-		case <-c.readDone:
-			return
-		}
+	c.closeCode, c.closeText = code, reason
+	c.closing.Store(true)
+	start := c.startWriterLocked()
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
 	}
+	if c.conn == nil {
+		return true
+	}
+	// The writer may be stuck for up to WriteTimeout in a write to a peer
+	// that stopped reading, unable to get to the close frame, or the peer may
+	// never answer it. After the grace period, cut the socket: that fails the
+	// stuck write and the blocked read, and both wind down.
+	time.AfterFunc(closeGrace, func() {
+		if !c.readEnded.Load() {
+			_ = c.conn.NetConn().Close()
+		}
+	})
+	return true
 }
 
-// writeBatch writes pm and then whatever else is already queued without
-// going back through select, so a burst costs one wake-up rather than one per
-// frame. (gorilla writes each frame with its own syscall; merging frames
-// would change the one-JSON-per-frame protocol, so this is as far as batching
-// goes.) It reports whether the connection is still writable.
-func (c *Client) writeBatch(pm *websocket.PreparedMessage) bool {
+func (c *Client) isClosing() bool { return c.closing.Load() }
+
+// writeLoop is the connection's writer while there is something to write.
+// It sends a due ping first, then queued frames in order; once the client
+// is closing it drops the backlog (an evicted or shutting-down client should
+// not keep the writer busy flushing it), sends the close frame and never
+// writes again. A failed write closes the socket, so a read loop blocked on
+// a dead peer returns too.
+func (c *Client) writeLoop() {
 	n := 0
 	defer func() { c.hub.m.out(n) }()
 	for {
-		// Deadline per frame: a batch of many frames may legitimately take
-		// longer than one WriteTimeout.
-		if err := c.conn.SetWriteDeadline(time.Now().Add(c.hub.cfg.WriteTimeout)); err != nil {
-			return false
+		c.mu.Lock()
+		switch {
+		case c.closing.Load() && !c.closeSent:
+			c.closeSent = true
+			c.dropQueueLocked()
+			code, text := c.closeCode, c.closeText
+			c.mu.Unlock()
+			c.writeClose(code, text)
+			continue
+		case c.closeSent || c.stopped:
+			c.dropQueueLocked()
+			c.exitLocked()
+			return
+		case c.ping:
+			c.ping = false
+			c.mu.Unlock()
+			if c.conn != nil {
+				if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.hub.cfg.WriteTimeout)); err != nil {
+					c.fail(err)
+				}
+			}
+			continue
+		case c.head == len(c.queue):
+			c.dropQueueLocked()
+			c.exitLocked()
+			return
 		}
-		if err := c.conn.WritePreparedMessage(pm); err != nil {
-			c.hub.log.Debug("hub: write failed", "room", c.room, "user", c.user.ID, "err", err)
-			return false
+		pm := c.queue[c.head]
+		c.queue[c.head] = nil
+		c.head++
+		c.mu.Unlock()
+		if c.conn == nil {
+			c.hub.nullWrites.Add(1)
+			n++
+			continue
 		}
-		n++
-		if c.isClosing() {
-			return true
+		// No socket deadline: the pinger enforces WriteTimeout per frame
+		// (see ping.go), and a ping or close frame's deadline is cleared by
+		// gorilla before the next data frame.
+		c.writeStart.Store(max(c.hub.now(), 1))
+		err := c.conn.WritePreparedMessage(pm)
+		c.writeStart.Store(0)
+		if err != nil {
+			c.fail(err)
+			continue
 		}
-		select {
-		case pm = <-c.send:
-		default:
-			return true
+		if n++; n == 64 {
+			c.hub.m.out(n) // a long run still shows up in the metric as it goes
+			n = 0
 		}
 	}
 }
 
-// writeClose sends the close frame and waits briefly for the peer's reply
-// (which ends the read loop), so the peer sees a clean close rather than a
-// reset.
-func (c *Client) writeClose() {
-	msg := websocket.FormatCloseMessage(c.closeCode, truncateReason(c.closeText))
-	if err := c.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace)); err != nil {
+// dropQueueLocked empties the queue, keeping a small backing array for the
+// next frame and letting a large one go; mu must be held.
+func (c *Client) dropQueueLocked() {
+	if cap(c.queue) > 8 {
+		c.queue = nil
+	} else {
+		clear(c.queue[c.head:])
+		c.queue = c.queue[:0]
+	}
+	c.head = 0
+}
+
+// exitLocked ends the writer's turn and unlocks mu.
+func (c *Client) exitLocked() {
+	c.writing = false
+	if c.idle != nil {
+		close(c.idle)
+		c.idle = nil
+	}
+	c.mu.Unlock()
+}
+
+// fail gives up on a connection whose write failed: nothing more is written
+// and the socket is closed, which ends the read loop too.
+func (c *Client) fail(err error) {
+	c.hub.log.Debug("hub: write failed", "room", c.room, "user", c.user.ID, "err", err)
+	c.mu.Lock()
+	c.closeSent = true // nothing may follow a broken frame
+	c.closing.Store(true)
+	c.mu.Unlock()
+	_ = c.conn.Close()
+}
+
+// writeClose sends the close frame. The peer's reply ends the read loop;
+// if it does not come, closeWith's timer cuts the socket.
+func (c *Client) writeClose(code int, text string) {
+	if c.conn == nil {
 		return
 	}
+	msg := websocket.FormatCloseMessage(code, truncateReason(text))
+	if err := c.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace)); err != nil {
+		_ = c.conn.Close()
+	}
+}
+
+// stopWriter stops the writer for good once the read loop has returned,
+// waiting for a running one to finish (cutting the socket if it is stuck
+// in a write to a peer that no longer reads).
+func (c *Client) stopWriter() {
+	c.mu.Lock()
+	c.stopped = true
+	if !c.writing {
+		c.dropQueueLocked()
+		c.mu.Unlock()
+		return
+	}
+	idle := make(chan struct{})
+	c.idle = idle
+	c.mu.Unlock()
 	t := time.NewTimer(closeGrace)
 	defer t.Stop()
 	select {
-	case <-c.readDone:
+	case <-idle:
 	case <-t.C:
+		_ = c.conn.NetConn().Close()
+		<-idle
 	}
 }
 

@@ -24,11 +24,17 @@ type Config struct {
 	SendQueue int
 
 	// WriteTimeout is the deadline for each write to a connection; a peer
-	// that cannot take a frame within it is dropped. Default: 10s.
+	// that cannot take a frame within it is dropped. For data frames it is
+	// enforced by the hub's timekeeper (see ping.go), so the socket is cut at
+	// most an eighth of the shortest of PingInterval, PongTimeout and
+	// WriteTimeout after the deadline. Default: 10s.
 	WriteTimeout time.Duration
 
-	// PingInterval is how often the writer pings the peer, so proxies do not
-	// time out quiet connections and dead peers are noticed. Default: 25s.
+	// PingInterval is how often each connection is pinged, so proxies do not
+	// time out quiet connections and dead peers are noticed. Pings come from
+	// one timekeeper goroutine per hub, not a timer per connection, so each
+	// may be late by up to an eighth of the shortest of PingInterval,
+	// PongTimeout and WriteTimeout. Default: 25s.
 	PingInterval time.Duration
 
 	// PongTimeout is how long past a ping interval the hub waits for any

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,9 +47,13 @@ type Hub struct {
 	seed   maphash.Seed
 	shards []*shard
 
-	seq    atomic.Uint64 // last Client.seq handed out
-	nconns atomic.Int64
-	nrooms atomic.Int64
+	seq     atomic.Uint64 // last Client.seq handed out
+	nconns  atomic.Int64
+	nrooms  atomic.Int64
+	pinging atomic.Bool // a pingLoop is running
+	epoch   time.Time   // zero of Hub.now
+
+	nullWrites atomic.Int64 // frames taken by writers of connection-less (benchmark) clients
 
 	// mu orders Serve's registration against Shutdown: once closed is set
 	// no Serve adds to serving, which makes serving.Wait legal.
@@ -72,6 +77,7 @@ func New(cfg Config, broker Broker, logger *slog.Logger, m *Metrics) *Hub {
 		log:      logger.With("instance", cfg.InstanceID),
 		m:        m,
 		seed:     maphash.MakeSeed(),
+		epoch:    time.Now(),
 		shards:   make([]*shard, cfg.Shards),
 	}
 	for i := range h.shards {
@@ -105,10 +111,11 @@ func (h *Hub) Run(ctx context.Context) error {
 }
 
 // Serve runs one upgraded connection in room until it ends. It reads on the
-// calling goroutine and starts exactly one writer goroutine. The client
-// joins room first (subscribing the broker if it is the room's first local
-// member here) and leaves it on exit (unsubscribing after the last one).
-// Cancelling ctx closes the connection with 1001. Serve closes conn.
+// calling goroutine; a writer goroutine exists only while there is something
+// to write, so an idle connection costs one goroutine. The client joins room
+// first (subscribing the broker if it is the room's first local member here)
+// and leaves it on exit (unsubscribing after the last one). Cancelling ctx
+// closes the connection with 1001. Serve closes conn.
 func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, room string, u User, handler Handler) {
 	h.mu.RLock()
 	if h.closed {
@@ -127,10 +134,11 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, room string, u Us
 		refuse(conn, websocket.CloseTryAgainLater, "room unavailable")
 		return
 	}
-	go c.writeLoop()
+	h.startPinger()
 	defer func() {
-		close(c.readDone)
-		h.awaitWriter(c)
+		c.readEnded.Store(true)
+		c.stopWriter()
+		_ = conn.Close()
 		c.cancel()
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.WriteTimeout)
 		h.leave(lctx, c)
@@ -147,20 +155,6 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, room string, u Us
 
 	handler.OnOpen(c.ctx, c)
 	c.readLoop(handler)
-}
-
-// awaitWriter waits for c's writer, cutting the socket if it is stuck in a
-// write to a peer that no longer reads.
-func (h *Hub) awaitWriter(c *Client) {
-	t := time.NewTimer(closeGrace)
-	defer t.Stop()
-	select {
-	case <-c.writerDone:
-		return
-	case <-t.C:
-		_ = c.conn.NetConn().Close()
-		<-c.writerDone
-	}
 }
 
 func refuse(conn *websocket.Conn, code int, reason string) {
@@ -205,7 +199,11 @@ func (h *Hub) deliver(room string, frame []byte) {
 }
 
 // broadcastLocal encodes frame once and offers it to every local member of
-// room. It never blocks on a client.
+// room. It never blocks on a client, and holds the shard lock only to copy
+// the member list: queuing for (and starting the writers of) thousands of
+// members happens outside it, so joins and leaves in the shard do not wait
+// for a big room's fan-out. A client that leaves meanwhile refuses the
+// frame; one that joins meanwhile misses it, as if it had joined after.
 func (h *Hub) broadcastLocal(room string, frame []byte) {
 	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, frame)
 	if err != nil {
@@ -213,16 +211,36 @@ func (h *Hub) broadcastLocal(room string, frame []byte) {
 		return
 	}
 	sh := h.shardFor(room)
+	sp := memberSlices.Get().(*[]*Client)
+	members := (*sp)[:0]
 	sh.mu.RLock()
-	defer sh.mu.RUnlock()
-	r := sh.rooms[room]
-	if r == nil {
-		return
+	if r := sh.rooms[room]; r != nil {
+		for c := range r.members {
+			members = append(members, c)
+		}
 	}
-	for c := range r.members {
+	sh.mu.RUnlock()
+	for i, c := range members {
 		c.enqueue(pm)
+		if i%fanoutBatch == fanoutBatch-1 {
+			// Let the writers just started run before starting more: dead
+			// goroutines are recycled but never freed, so how many writers
+			// exist at once sets the memory a big room keeps after a
+			// broadcast.
+			runtime.Gosched()
+		}
 	}
+	clear(members)
+	*sp = members[:0]
+	memberSlices.Put(sp)
 }
+
+// fanoutBatch is how many members broadcastLocal queues for between yields.
+const fanoutBatch = 64
+
+// memberSlices recycles broadcastLocal's member snapshots, which for a big
+// room are too large to allocate per frame.
+var memberSlices = sync.Pool{New: func() any { return new([]*Client) }}
 
 // Shutdown refuses new connections, closes every connection with 1001
 // (going away) and waits for them to finish, until ctx is done; connections
