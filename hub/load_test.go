@@ -41,6 +41,9 @@ import (
 //	HUB_LOAD_UPGRADER  "web" (default: ReadBufferSize 512 + WriteBufferPool, as
 //	                   web/ws.go) or "reuse" (zero sizes, no pool: gorilla
 //	                   reuses net/http's hijacked 4 KB buffers)
+//	HUB_LOAD_DETACH    "1" (default, as web/ws.go): Serve runs on its own
+//	                   goroutine and the HTTP handler returns; "0": Serve
+//	                   blocks the handler, which pins net/http's buffers
 //
 // For the issue-4 numbers:
 //
@@ -63,6 +66,7 @@ func TestIdleConnectionsLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	upgraderKind := envOr("HUB_LOAD_UPGRADER", "web")
+	detach := envOr("HUB_LOAD_DETACH", "1") != "0"
 	var up websocket.Upgrader
 	switch upgraderKind {
 	case "web":
@@ -83,7 +87,13 @@ func TestIdleConnectionsLoad(t *testing.T) {
 		if err != nil {
 			return
 		}
-		h.Serve(r.Context(), conn, "live", User{ID: r.URL.Query().Get("uid")}, handler)
+		u := User{ID: r.URL.Query().Get("uid")}
+		if detach {
+			// Return from the HTTP handler so net/http drops its buffers.
+			go h.Serve(context.WithoutCancel(r.Context()), conn, "live", u, handler)
+			return
+		}
+		h.Serve(r.Context(), conn, "live", u, handler)
 	}))
 	defer func() {
 		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -157,7 +167,7 @@ func TestIdleConnectionsLoad(t *testing.T) {
 	if raceEnabled {
 		t.Log("race detector on: memory and CPU figures are not representative")
 	}
-	t.Logf("%d idle connections (upgrader %s), server side, per connection:", n, upgraderKind)
+	t.Logf("%d idle connections (upgrader %s, detached %v), server side, per connection:", n, upgraderKind, detach)
 	t.Logf("  RSS        %7.0f B", per(idle.rss, before.rss))
 	t.Logf("  heap inuse %7.0f B", per(idle.heap, before.heap))
 	t.Logf("  stacks     %7.0f B", per(idle.stack, before.stack))
