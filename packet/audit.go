@@ -118,7 +118,7 @@ func (s *Store) Audit(ctx context.Context) (AuditReport, error) {
 	claimsByPacket := map[string]map[string]int64{}
 	for _, key := range metaKeys {
 		id := tagID(key, "{p:")
-		d, err := s.auditRead(ctx, id)
+		d, err := s.loadPacket(ctx, id)
 		if err != nil {
 			return rep, err
 		}
@@ -201,21 +201,6 @@ func (s *Store) Audit(ctx context.Context) (AuditReport, error) {
 		problem("money not conserved: funded %d, accounted for %d (difference %d)", rep.Funded, in, in-rep.Funded)
 	}
 	return rep, nil
-}
-
-func (s *Store) auditRead(ctx context.Context, id string) (*Detail, error) {
-	pipe := s.rdb.Pipeline()
-	meta := pipe.HGetAll(ctx, s.k.meta(id))
-	shares := pipe.LRange(ctx, s.k.shares(id), 0, -1)
-	claims := pipe.HGetAll(ctx, s.k.claims(id))
-	if _, err := pipe.Exec(ctx); err != nil && !isNil(err) {
-		return nil, unavailable("audit", err)
-	}
-	d, err := buildDetail(meta.Val(), shares.Val(), claims.Val())
-	if err != nil {
-		return nil, fmt.Errorf("audit %s: %w", id, err)
-	}
-	return d, nil
 }
 
 // scan lists the keys matching pattern, on every master of a cluster.

@@ -38,19 +38,29 @@ type Detail struct {
 // Detail reads a packet with its claims. Pending and cancelled packets are
 // not found: they hold no shares anyone could see.
 func (s *Store) Detail(ctx context.Context, id string) (*Detail, error) {
+	d, err := s.loadPacket(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if d == nil {
+		return nil, Refuse(ErrNotFound, "no packet %q", id)
+	}
+	return d, nil
+}
+
+// loadPacket reads a packet's three keys in one round trip; nil when the
+// packet is missing, pending or cancelled.
+func (s *Store) loadPacket(ctx context.Context, id string) (*Detail, error) {
 	pipe := s.rdb.Pipeline()
 	meta := pipe.HGetAll(ctx, s.k.meta(id))
 	shares := pipe.LRange(ctx, s.k.shares(id), 0, -1)
 	claims := pipe.HGetAll(ctx, s.k.claims(id))
 	if _, err := pipe.Exec(ctx); err != nil && !isNil(err) {
-		return nil, unavailable("detail", err)
+		return nil, unavailable("read packet", err)
 	}
 	d, err := buildDetail(meta.Val(), shares.Val(), claims.Val())
 	if err != nil {
-		return nil, fmt.Errorf("detail %s: %w", id, err)
-	}
-	if d == nil {
-		return nil, Refuse(ErrNotFound, "no packet %q", id)
+		return nil, fmt.Errorf("packet %s: %w", id, err)
 	}
 	return d, nil
 }

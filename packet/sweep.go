@@ -194,7 +194,7 @@ func (s *Store) refund(ctx context.Context, p *Packet) (int64, error) {
 // reconcile pays every claim of a packet into its grabber's wallet; claims
 // already paid are skipped by the credit script itself.
 func (s *Store) reconcile(ctx context.Context, id string, rep *SweepReport) error {
-	d, err := s.detailAnyStatus(ctx, id)
+	d, err := s.loadPacket(ctx, id)
 	if err != nil || d == nil {
 		return err
 	}
@@ -216,12 +216,4 @@ func (s *Store) reconcile(ctx context.Context, id string, rep *SweepReport) erro
 		}
 	}
 	return nil
-}
-
-func (s *Store) detailAnyStatus(ctx context.Context, id string) (*Detail, error) {
-	d, err := s.Detail(ctx, id)
-	if err != nil && CodeOf(err) == ErrNotFound.Code {
-		return nil, nil
-	}
-	return d, err
 }

@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -76,10 +75,7 @@ func (a *App) createRain(c echo.Context) error {
 	if err := a.store.Limits().Check(packet.Lucky, perTotal, perCount); err != nil {
 		return err
 	}
-	greeting := defaultGreeting
-	if req.Greeting != nil && strings.TrimSpace(*req.Greeting) != "" {
-		greeting = strings.TrimSpace(*req.Greeting)
-	}
+	greeting := greetingOf(req.Greeting)
 	u := userOf(c)
 	ctx := c.Request().Context()
 	// A friendly early refusal; the debit of each packet is what really guards the money.

@@ -174,6 +174,15 @@ type packetRequest struct {
 // defaultGreeting is what a packet says when its sender says nothing.
 const defaultGreeting = "恭喜发财，大吉大利"
 
+// greetingOf is the request's greeting, or the default when it is absent or
+// blank.
+func greetingOf(g *string) string {
+	if g == nil || strings.TrimSpace(*g) == "" {
+		return defaultGreeting
+	}
+	return strings.TrimSpace(*g)
+}
+
 func (a *App) createPacket(c echo.Context) error {
 	room, err := roomParam(c)
 	if err != nil {
@@ -202,10 +211,7 @@ func (a *App) createPacket(c echo.Context) error {
 		}
 		ttl = time.Duration(secs) * time.Second
 	}
-	greeting := defaultGreeting
-	if req.Greeting != nil && strings.TrimSpace(*req.Greeting) != "" {
-		greeting = strings.TrimSpace(*req.Greeting)
-	}
+	greeting := greetingOf(req.Greeting)
 	p, err := a.store.Create(c.Request().Context(), packet.CreateRequest{
 		Room: room, Sender: userOf(c), Kind: packet.Kind(req.Kind), Total: total, Count: n,
 		Greeting: greeting, TTL: ttl,
