@@ -13,6 +13,7 @@
 // implementations beside it).
 //
 //   - hub.go: Hub, Publish, the broker delivery path and fan-out.
+//   - publish.go: publishes to a busy room batched into one broker message.
 //   - room.go: sharded room membership and the broker subscription lifecycle.
 //   - client.go: one connection: the read loop and its on-demand writer.
 //   - ping.go: the hub's timekeeper: keepalive pings and write timeouts.

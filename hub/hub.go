@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"hash/maphash"
@@ -55,6 +56,11 @@ type Hub struct {
 
 	nullWrites atomic.Int64 // frames taken by writers of connection-less (benchmark) clients
 
+	pubq publishQueue
+	// memberSlices recycles broadcastLocal's member snapshots, which for a
+	// big room are too large to allocate per frame.
+	memberSlices sync.Pool
+
 	// mu orders Serve's registration against Shutdown: once closed is set
 	// no Serve adds to serving, which makes serving.Wait legal.
 	mu      sync.RWMutex
@@ -80,6 +86,8 @@ func New(cfg Config, broker Broker, logger *slog.Logger, m *Metrics) *Hub {
 		epoch:    time.Now(),
 		shards:   make([]*shard, cfg.Shards),
 	}
+	h.pubq.hub = h
+	h.memberSlices.New = func() any { return new([]*Client) }
 	for i := range h.shards {
 		h.shards[i] = &shard{rooms: make(map[string]*room)}
 	}
@@ -162,23 +170,48 @@ func refuse(conn *websocket.Conn, code int, reason string) {
 	_ = conn.Close()
 }
 
-// Publish sends frame to every member of room on every instance, via the
-// broker. Local members get it when the broker hands it back, like everyone
-// else, so no instance delivers it twice. frame may be reused after return.
+// Publish sends frame (one JSON document, which never holds a raw newline)
+// to every member of room on every instance, via the broker. Local members
+// get it when the broker hands it back, like everyone else, so no instance
+// delivers it twice. Publishes to one room that arrive while an earlier one
+// is in flight go together as one broker message (see publish.go). frame may
+// be reused after return.
 func (h *Hub) Publish(ctx context.Context, room string, frame []byte) error {
-	if err := h.broker.Publish(ctx, room, frame); err != nil {
+	if bytes.IndexByte(frame, '\n') >= 0 {
+		return fmt.Errorf("hub: publish to room %q: a frame must not contain a newline", room)
+	}
+	return h.pubq.publish(ctx, room, frame)
+}
+
+// publishNow hands one broker message (one frame, or several joined by
+// newlines) to the broker.
+func (h *Hub) publishNow(ctx context.Context, room string, msg []byte) error {
+	if err := h.broker.Publish(ctx, room, msg); err != nil {
 		return fmt.Errorf("hub: publish to room %q: %w", room, err)
 	}
 	h.m.published()
 	return nil
 }
 
-// deliver is the broker's callback: one frame for one room, fanned out to
-// the local members. It runs on the broker's Run goroutine, one frame at a
-// time, so frames reach each client in the order the broker received them.
-func (h *Hub) deliver(room string, frame []byte) {
-	start := time.Now()
+// deliver is the broker's callback: one broker message for one room (one
+// frame, or several joined by newlines), fanned out to the local members. It
+// runs on the broker's Run goroutine, one message at a time, so frames reach
+// each client in the order the broker received them.
+func (h *Hub) deliver(room string, msg []byte) {
 	h.m.received()
+	for len(msg) > 0 {
+		frame := msg
+		if i := bytes.IndexByte(msg, '\n'); i >= 0 {
+			frame, msg = msg[:i], msg[i+1:]
+		} else {
+			msg = nil
+		}
+		h.deliverFrame(room, frame)
+	}
+}
+
+func (h *Hub) deliverFrame(room string, frame []byte) {
+	start := time.Now()
 	sh := h.shardFor(room)
 	sh.mu.RLock()
 	r := sh.rooms[room]
@@ -211,7 +244,7 @@ func (h *Hub) broadcastLocal(room string, frame []byte) {
 		return
 	}
 	sh := h.shardFor(room)
-	sp := memberSlices.Get().(*[]*Client)
+	sp := h.memberSlices.Get().(*[]*Client)
 	members := (*sp)[:0]
 	sh.mu.RLock()
 	if r := sh.rooms[room]; r != nil {
@@ -232,15 +265,11 @@ func (h *Hub) broadcastLocal(room string, frame []byte) {
 	}
 	clear(members)
 	*sp = members[:0]
-	memberSlices.Put(sp)
+	h.memberSlices.Put(sp)
 }
 
 // fanoutBatch is how many members broadcastLocal queues for between yields.
 const fanoutBatch = 64
-
-// memberSlices recycles broadcastLocal's member snapshots, which for a big
-// room are too large to allocate per frame.
-var memberSlices = sync.Pool{New: func() any { return new([]*Client) }}
 
 // Shutdown refuses new connections, closes every connection with 1001
 // (going away) and waits for them to finish, until ctx is done; connections
