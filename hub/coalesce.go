@@ -17,12 +17,30 @@ import (
 // (trailing edge). A "finished" frame for the packet first flushes the latest
 // pending count and then ends the packet's tracking, so viewers see the final
 // remaining count and nothing stale can follow "finished".
+//
+// A room too small for that still switches a packet to progress frames when
+// its grabbed frames come faster than burstLimit per coalesceWindow: a race
+// for hundreds of shares in a room of a few hundred viewers (or a big room
+// split over several instances, each seeing only its own members) would
+// otherwise queue hundreds of frames per viewer within milliseconds and
+// evict them as slow consumers.
 type coalescer struct {
 	send func(frame []byte) // local fan-out; called with mu held to keep progress frames ordered
 
 	mu      sync.Mutex
 	packets map[string]*coalesced // by raw packet_id JSON
+	bursts  map[string]*burst     // grabbed frames sent one by one, per packet
 }
+
+// burst counts one packet's grabbed frames in the current window.
+type burst struct {
+	start time.Time
+	n     int
+}
+
+// burstLimit is how many grabbed frames of one packet a room gets one by one
+// per coalesceWindow before the packet switches to progress frames.
+const burstLimit = 64
 
 type coalesced struct {
 	id        []byte // raw JSON, echoed as-is (string or number)
@@ -45,7 +63,7 @@ type frameHead struct {
 }
 
 func newCoalescer(send func(frame []byte)) *coalescer {
-	return &coalescer{send: send, packets: make(map[string]*coalesced)}
+	return &coalescer{send: send, packets: make(map[string]*coalesced), bursts: make(map[string]*burst)}
 }
 
 // absorb reports whether frame was taken over by the coalescer (so the caller
@@ -53,7 +71,7 @@ func newCoalescer(send func(frame []byte)) *coalescer {
 // enough for grabbed frames to be coalesced.
 func (q *coalescer) absorb(frame []byte, coalescing bool) bool {
 	// Cheap substring checks first so ordinary frames are never parsed.
-	grab := coalescing && bytes.Contains(frame, []byte(grabbedTag))
+	grab := bytes.Contains(frame, []byte(grabbedTag))
 	fin := !grab && bytes.Contains(frame, []byte(finishedTag)) && q.tracking()
 	if !grab && !fin {
 		return false
@@ -64,12 +82,37 @@ func (q *coalescer) absorb(frame []byte, coalescing bool) bool {
 	}
 	switch {
 	case grab && hd.Type == "grabbed" && len(hd.Remaining) > 0:
+		if !coalescing && !q.bursting(hd.PacketID) {
+			return false
+		}
 		q.grabbed(hd.PacketID, hd.Remaining)
 		return true
 	case hd.Type == "finished":
 		q.finished(hd.PacketID)
 	}
 	return false
+}
+
+// bursting counts a grabbed frame of packet id and reports whether the
+// packet is already coalesced or has now gone past burstLimit in this window.
+func (q *coalescer) bursting(id json.RawMessage) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	key := string(id)
+	if q.packets[key] != nil {
+		return true
+	}
+	now := time.Now()
+	b := q.bursts[key]
+	if b == nil || now.Sub(b.start) > coalesceWindow {
+		if len(q.bursts) > 1024 {
+			clear(q.bursts) // old windows of packets long finished
+		}
+		b = &burst{start: now}
+		q.bursts[key] = b
+	}
+	b.n++
+	return b.n > burstLimit
 }
 
 func (q *coalescer) tracking() bool {
@@ -114,6 +157,7 @@ func (q *coalescer) finished(id json.RawMessage) {
 	key := string(id)
 	q.mu.Lock()
 	defer q.mu.Unlock()
+	delete(q.bursts, key)
 	p := q.packets[key]
 	if p == nil {
 		return

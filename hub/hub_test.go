@@ -413,3 +413,39 @@ func BenchmarkBroadcast(b *testing.B) {
 		})
 	}
 }
+
+// A burst of grabbed frames in a room too small for coalescing switches to
+// progress frames after burstLimit, so a big race does not evict viewers as
+// slow consumers; the last remaining count still arrives before finished.
+func TestCoalescerBurstInSmallRoom(t *testing.T) {
+	var mu sync.Mutex
+	var sent []string
+	q := newCoalescer(func(frame []byte) {
+		mu.Lock()
+		sent = append(sent, string(frame))
+		mu.Unlock()
+	})
+	const grabs = 500
+	passed := 0
+	for i := range grabs {
+		frame := `{"type":"grabbed","packet_id":"p","remaining":` + strconv.Itoa(grabs-1-i) + `}`
+		if !q.absorb([]byte(frame), false) {
+			passed++
+		}
+	}
+	if passed != burstLimit {
+		t.Fatalf("%d grabbed frames passed one by one, want the first %d", passed, burstLimit)
+	}
+	q.absorb([]byte(`{"type":"finished","packet_id":"p"}`), false)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) == 0 || len(sent) > 3 || sent[len(sent)-1] != `{"type":"progress","packet_id":"p","remaining":0}` {
+		t.Fatalf("progress frames: %q", sent)
+	}
+	// A small race stays one frame per grab.
+	for i := range 10 {
+		if q.absorb([]byte(`{"type":"grabbed","packet_id":"small","remaining":`+strconv.Itoa(9-i)+`}`), false) {
+			t.Fatalf("grab %d of a small race was coalesced", i)
+		}
+	}
+}
