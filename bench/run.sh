@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Reproduces the figures of BENCHMARKS.md on one machine: a private Redis,
+# hongbao (one or two instances), Centrifugo and the load tool together.
+#
+#   bench/run.sh [outdir]                 # everything, REPS=3 times each
+#   SECTIONS="ceiling hot" bench/run.sh   # only some sections
+#   QUICK=1 bench/run.sh                  # small N, one repetition: a smoke run
+#
+# Sections (in this order): ceiling hot watchmulti spread fanout rain two
+# Needs: go, redis-server, redis-benchmark, redis-cli, python3; for the
+# Centrifugo comparison, centrifugo v6 on PATH or in $CENTRIFUGO:
+#   go install github.com/centrifugal/centrifugo/v6@v6.9.1
+# Every process it starts is bounded by `timeout` and killed on exit.
+# Each run's JSON lands in <outdir>/*.json; bench/summarize.py prints medians.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT=${1:-/tmp/hongbao-bench-$(date -u +%Y%m%dT%H%M%S)}
+REPS=${REPS:-3}
+RPORT=${RPORT:-6390}
+SECTIONS=${SECTIONS:-"ceiling hot watchmulti spread fanout rain two"}
+CENTRIFUGO=${CENTRIFUGO:-$(command -v centrifugo || echo "$(go env GOPATH)/bin/centrifugo")}
+SECRET=benchsecret ADMIN=benchadmin APIKEY=benchapikey
+if [[ -n "${QUICK:-}" ]]; then
+  REPS=1 CEIL_N=50000 HOT_N=200 HOT_S=100 HOT_R=5 WM_K=200 WM_R=2 SPREAD_N=200 RAIN_N=1000 RAIN_P=3 RAIN_D=3s FAN_NS="500 1000" FAN_B=5 TWO_FAN_N=1000
+fi
+HOT_N=${HOT_N:-1000} HOT_S=${HOT_S:-500} HOT_R=${HOT_R:-20}
+WM_K=${WM_K:-1000} WM_R=${WM_R:-3}
+SPREAD_N=${SPREAD_N:-1000}
+RAIN_N=${RAIN_N:-10000} RAIN_P=${RAIN_P:-20} RAIN_D=${RAIN_D:-60s}
+FAN_NS=${FAN_NS:-"1000 5000 10000 19000"} FAN_B=${FAN_B:-10}
+TWO_FAN_N=${TWO_FAN_N:-10000}
+SOURCES=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5
+
+mkdir -p "$OUT/bin"
+echo "results in $OUT"
+# Every process started here is recorded in $OUT/pids and killed on exit.
+: >"$OUT/pids"
+cleanup() {
+  while read -r p; do kill "$p" 2>/dev/null || true; done <"$OUT/pids"
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+(cd "$ROOT" && go build -o "$OUT/bin/hb" ./server && go build -o "$OUT/bin/load" ./bench/load && go build -o "$OUT/bin/watchmulti" ./bench/watchmulti/cmd)
+{
+  echo "date: $(date -u +%FT%TZ)"; echo "uname: $(uname -srm)"; echo "cpus: $(nproc)"
+  grep -m1 'model name' /proc/cpuinfo || true
+  echo "mem: $(free -g | awk '/Mem:/{print $2}') GiB"; echo "nofile hard: $(ulimit -Hn)"
+  go version; redis-server --version
+  [[ -x "$CENTRIFUGO" ]] && echo "centrifugo: $CENTRIFUGO (v6.9.1 via go install)"
+  echo "git: $(cd "$ROOT" && git rev-parse --short HEAD) + uncommitted: $(cd "$ROOT" && git status --short | wc -l) paths, diff sha256 $(cd "$ROOT" && git diff | sha256sum | cut -c1-12)"
+  echo "uncommitted in server/hub/packet/web: $(cd "$ROOT" && git status --short -- server hub packet web | awk '{print $2}' | tr '\n' ' ')"
+  echo "uptime: $(uptime)"
+} > "$OUT/machine.txt"
+cat "$OUT/machine.txt"
+
+# ---------------------------------------------------------------- processes
+for port in "$RPORT" 8080 8081 8000; do
+  if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+    echo "port $port is in use: stop what listens there first (or set RPORT)" >&2; exit 1
+  fi
+done
+redis-server --port "$RPORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$OUT" --logfile "$OUT/redis.log" &
+echo $! >>"$OUT/pids"
+for _ in $(seq 50); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.1; done
+REDIS_URL="redis://127.0.0.1:$RPORT/0"
+
+# start_hb <port> [VAR=value ...]: starts one instance, prints its pid.
+start_hb() {
+  local port=$1; shift
+  env REDIS_URL="$REDIS_URL" HONGBAO_ADDR="127.0.0.1:$port" HONGBAO_SECRET=$SECRET HONGBAO_ADMIN_TOKEN=$ADMIN \
+    HONGBAO_SESSION_RATE=100000 HONGBAO_SESSION_BURST=100000 HONGBAO_GRAB_RATE=1000 HONGBAO_GRAB_BURST=1000 \
+    HONGBAO_ALLOWED_ORIGINS='*' HONGBAO_LOG_LEVEL=warn HONGBAO_PPROF_ADDR="127.0.0.1:$((port - 2000))" "$@" \
+    timeout 1h "$OUT/bin/hb" >>"$OUT/hb-$port.log" 2>&1 &
+  local w=$!; echo "$w" >>"$OUT/pids"
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+  pgrep -P "$w" -x hb
+}
+stop_pid() { kill "$1" 2>/dev/null || true; for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -9 "$1" 2>/dev/null || true; }
+fresh() { redis-cli -p "$RPORT" FLUSHALL >/dev/null; }
+load() { timeout 5m "$OUT/bin/load" -timeout 4m -secret $SECRET -admin-token $ADMIN -api-key $APIKEY -q -json "$@"; }
+cf_start() {
+  timeout 1h "$CENTRIFUGO" -c "$ROOT/bench/centrifugo.json" >>"$OUT/centrifugo.log" 2>&1 &
+  local w=$!; echo "$w" >>"$OUT/pids"
+  for _ in $(seq 100); do curl -sf http://127.0.0.1:8000/health >/dev/null && break; sleep 0.1; done
+  pgrep -P "$w" -x centrifugo
+}
+
+# section <name>: whether to run it; logs the time and machine load as it starts.
+section() {
+  [[ " $SECTIONS " == *" $1 "* ]] || return 1
+  echo "$(date -u +%T) $1: $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/load.txt" >&2
+}
+
+# ---------------------------------------------------------------- sections
+if section ceiling; then
+  for r in $(seq "$REPS"); do
+    fresh
+    "$ROOT/bench/ceiling.sh" "$RPORT" "${CEIL_N:-300000}" 1 | tee "$OUT/ceiling-P1-$r.txt" || echo "ceiling-$r FAILED"
+  done
+fi
+
+if section hot; then
+  for mode in on off; do
+    for r in $(seq "$REPS"); do
+      fresh
+      if [[ $mode == on ]]; then pid=$(start_hb 8080); else pid=$(start_hb 8080 HONGBAO_COALESCE_GRABS=false); fi
+      load -scenario hot -n "$HOT_N" -shares "$HOT_S" -rounds "$HOT_R" -pids "$pid" -redis "$REDIS_URL" >"$OUT/hot-$mode-$r.json" || echo "hot-$mode-$r FAILED"
+      stop_pid "$pid"
+    done
+  done
+fi
+
+if section watchmulti; then
+  for r in $(seq "$REPS"); do
+    fresh
+    timeout 3m "$OUT/bin/watchmulti" -redis "$REDIS_URL" -k "$WM_K" -shares "$HOT_S" -rounds "$WM_R" -json >"$OUT/watchmulti-$r.json" || echo "watchmulti-$r FAILED"
+    cat "$OUT/watchmulti-$r.json"
+  done
+fi
+
+if section spread; then
+  for r in $(seq "$REPS"); do
+    fresh; pid=$(start_hb 8080)
+    load -scenario spread -n "$SPREAD_N" -rooms 100 -packets 5 -rounds 4 -pids "$pid" -redis "$REDIS_URL" >"$OUT/spread-$r.json" || echo "spread-$r FAILED"
+    stop_pid "$pid"
+  done
+fi
+
+if section fanout; then
+  for r in $(seq "$REPS"); do
+    for n in $FAN_NS; do
+      fresh; pid=$(start_hb 8080)
+      load -scenario fanout -n "$n" -packets "$FAN_B" -interval 1s,200ms -pids "$pid" -source-ips $SOURCES >"$OUT/fanout-hongbao-$n-$r.json" || echo "fanout-hongbao-$n-$r FAILED"
+      stop_pid "$pid"
+      if [[ -x "$CENTRIFUGO" ]]; then
+        pid=$(cf_start)
+        load -target centrifugo -url http://127.0.0.1:8000 -scenario fanout -n "$n" -packets "$FAN_B" -interval 1s,200ms -pids "$pid" -source-ips $SOURCES >"$OUT/fanout-centrifugo-$n-$r.json" || echo "fanout-centrifugo-$n-$r FAILED"
+        stop_pid "$pid"
+      fi
+    done
+  done
+fi
+
+if section rain; then
+  for r in $(seq "$REPS"); do
+    fresh; pid=$(start_hb 8080)
+    load -scenario rain -n "$RAIN_N" -packets "$RAIN_P" -shares 500 -duration "$RAIN_D" -pids "$pid" -redis "$REDIS_URL" -source-ips $SOURCES >"$OUT/rain-$r.json" || echo "rain-$r FAILED"
+    stop_pid "$pid"
+  done
+fi
+
+if section two; then
+  # Rooms switch from one grabbed frame per grab to progress frames by the
+  # room's size on each instance (HONGBAO_COALESCE_ABOVE, 1000): with two
+  # instances a 1 000-member room has 500 here and 500 there. Threshold 500
+  # on each instance treats the room as one instance treats it at 1 000.
+  # One run at the default shows what happens without that.
+  urls=http://127.0.0.1:8080,http://127.0.0.1:8081
+  fresh; p1=$(start_hb 8080); p2=$(start_hb 8081)
+  load -url $urls -scenario hot -n "$HOT_N" -shares "$HOT_S" -rounds "$HOT_R" -pids "$p1,$p2" -redis "$REDIS_URL" >"$OUT/two-default-hot-1.json" || echo "two-default-hot-1 FAILED (see disconnects)"
+  stop_pid "$p1"; stop_pid "$p2"
+  for r in $(seq "$REPS"); do
+    fresh; p1=$(start_hb 8080 HONGBAO_COALESCE_ABOVE=500); p2=$(start_hb 8081 HONGBAO_COALESCE_ABOVE=500)
+    load -url $urls -scenario hot -n "$HOT_N" -shares "$HOT_S" -rounds "$HOT_R" -pids "$p1,$p2" -redis "$REDIS_URL" >"$OUT/two-hot-$r.json" || echo "two-hot-$r FAILED"
+    load -url $urls -scenario spread -n "$SPREAD_N" -rooms 100 -packets 5 -rounds 4 -pids "$p1,$p2" -redis "$REDIS_URL" >"$OUT/two-spread-$r.json" || echo "two-spread-$r FAILED"
+    stop_pid "$p1"; stop_pid "$p2"
+    # Fresh processes for fan-out, so the RSS delta is not hidden by a heap grown earlier.
+    fresh; p1=$(start_hb 8080 HONGBAO_COALESCE_ABOVE=500); p2=$(start_hb 8081 HONGBAO_COALESCE_ABOVE=500)
+    load -url $urls -scenario fanout -n "$TWO_FAN_N" -packets "$FAN_B" -interval 1s,200ms -pids "$p1,$p2" -source-ips $SOURCES >"$OUT/two-fanout-$r.json" || echo "two-fanout-$r FAILED"
+    stop_pid "$p1"; stop_pid "$p2"
+  done
+fi
+
+echo "$(date -u +%T) end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/load.txt"
+python3 "$ROOT/bench/summarize.py" "$OUT" | tee "$OUT/summary.md"

@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Medians of a bench/run.sh output directory, as Markdown tables.
+
+    python3 bench/summarize.py /tmp/hongbao-bench-...
+
+Every figure is the median over the repetitions found; a ratio is the median
+of the per-repetition ratios where both sides ran back to back in the same
+repetition, else the ratio of the medians.
+"""
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+
+out = sys.argv[1]
+
+
+def load(pattern):
+    runs = []
+    for f in sorted(glob.glob(os.path.join(out, pattern))):
+        try:
+            with open(f) as fh:
+                runs.append(json.load(fh))
+        except (OSError, ValueError):
+            print(f"<!-- unreadable: {os.path.basename(f)} -->")
+    return runs
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def fmt(x, nd=0):
+    if x is None:
+        return "n/m"
+    return f"{x:,.{nd}f}"
+
+
+def ceiling():
+    ev, lp, us = [], [], []
+    for f in sorted(glob.glob(os.path.join(out, "ceiling-P1-*.txt"))):
+        for line in open(f):
+            m = re.match(r"(evalsha|lpop) ([0-9.]+)", line)
+            if m:
+                (ev if m.group(1) == "evalsha" else lp).append(float(m.group(2)))
+            m = re.search(r"([0-9.]+) usec per call", line)
+            if m:
+                us.append(float(m.group(1)))
+    return ev, lp, us
+
+
+ev, lp, us = ceiling()
+evm, lpm = med(ev), med(lp)
+print("## Redis ceiling (redis-benchmark, 50 clients, -P 1)\n")
+print("| | median ops/s | runs |")
+print("|---|---:|---|")
+print(f"| EVALSHA grabmany.lua, one grab per call | {fmt(evm)} | {', '.join(fmt(x) for x in ev)} |")
+print(f"| LPOP (raw ceiling) | {fmt(lpm)} | {', '.join(fmt(x) for x in lp)} |")
+print(f"\nRedis time inside one EVALSHA of the one-grab script (INFO commandstats usec_per_call): median {fmt(med(us), 2)} µs")
+
+
+def grabrow(label, runs):
+    if not runs:
+        print(f"| {label} | not measured | | | | | | | | |")
+        return None
+    g = [r.get("grabs") or {} for r in runs]
+    rd = [r.get("redis") or {} for r in runs]
+    sv = [r.get("server") or {} for r in runs]
+    ok = med([x.get("ok_per_s") for x in g])
+    ans = med([x.get("attempts_per_s") for x in g])
+    p50 = med([x.get("latency", {}).get("p50_ms") for x in g])
+    p99 = med([x.get("latency", {}).get("p99_ms") for x in g])
+    rscr = med([x.get("script_usec_per_grab") for x in rd])
+    rcpu = med([x.get("cpu_usec_per_grab") for x in rd])
+    scpu = med([x.get("cpu_per_grab_us") for x in sv])
+    ccpu = med([x.get("client_cpu_per_grab_us") for x in g])
+    drops = sum(sum((r.get("disconnects") or {}).values()) for r in runs)
+    audits = all((r.get("audit") or {}).get("ok") for r in runs)
+    print(f"| {label} | {fmt(ok)} ({', '.join(fmt(x.get('ok_per_s')) for x in g)}) | {fmt(ans)} | {fmt(p50,1)} / {fmt(p99,1)} | "
+          f"{fmt(rscr,1)} | {fmt(rcpu,1)} | {fmt(scpu,1)} | {fmt(ccpu,1)} | {drops} | {'ok' if audits else 'FAILED'} ×{len(runs)} |")
+    return ok
+
+
+print("\n## Grabs\n")
+print("| scenario | ok grabs/s, median (runs) | answered/s | latency p50 / p99 ms | Redis µs in scripts per ok grab | Redis process µs per ok grab | server CPU µs per answered grab | load tool CPU µs per answered grab | dropped conns | audit |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+hot_on_runs = load("hot-on-*.json")
+hot_on = grabrow("hot, coalescing on", hot_on_runs)
+hot_on_ans = med([(r.get("grabs") or {}).get("attempts_per_s") for r in hot_on_runs])
+hot_off = grabrow("hot, coalescing off", load("hot-off-*.json"))
+spread = grabrow("spread", load("spread-*.json"))
+rain = grabrow("rain", load("rain-*.json"))
+two_hot = grabrow("hot, two instances (COALESCE_ABOVE=500 each)", load("two-hot-*.json"))
+two_spread = grabrow("spread, two instances", load("two-spread-*.json"))
+for r in load("two-default-hot-*.json"):
+    print(f"\nTwo instances at the default HONGBAO_COALESCE_ABOVE=1000 (500 members on each): disconnects {r.get('disconnects')}; failures: {r.get('failures')}")
+
+wm = load("watchmulti-*.json")
+wmg = med([w.get("grabs_per_s") for w in wm])
+wma = med([w.get("aborts_per_grab") for w in wm])
+print("\n## WATCH/MULTI baseline (direct to Redis, no WebSocket)\n")
+print(f"grabs/s median {fmt(wmg)} (runs {', '.join(fmt(w.get('grabs_per_s')) for w in wm)}); "
+      f"aborted EXECs per successful grab {fmt(wma, 1)}; conserved: {all(w.get('conserved') for w in wm) if wm else 'n/m'}")
+
+rr = load("rain-*.json")
+if rr:
+    print("\n## Rain\n")
+    e = [r.get("rain") or {} for r in rr]
+    print(f"packets emptied: {[x.get('emptied') for x in e]} of {[x.get('packets') for x in e]}; "
+          f"time to empty p50 {fmt(med([x.get('time_to_empty', {}).get('p50_ms') for x in e]))} ms, "
+          f"max {fmt(med([x.get('time_to_empty', {}).get('max_ms') for x in e]))} ms; "
+          f"codes {[ (r.get('grabs') or {}).get('codes') for r in rr]}")
+
+print("\n## Fan-out\n")
+print("| target | N | every | delivered / expected (worst run) | p50 ms | p99 ms | max ms | server CPU µs/delivery | load tool CPU µs/delivery | RSS B/conn | runs |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+fan = {}
+for f in sorted(glob.glob(os.path.join(out, "fanout-*-*-*.json"))):
+    m = re.match(r"fanout-(\w+)-(\d+)-(\d+)\.json", os.path.basename(f))
+    if not m:
+        continue
+    try:
+        r = json.load(open(f))
+    except ValueError:
+        continue
+    fan.setdefault((m.group(1), int(m.group(2))), {})[int(m.group(3))] = r
+for f in sorted(glob.glob(os.path.join(out, "two-fanout-*.json"))):
+    m = re.match(r"two-fanout-(\d+)\.json", os.path.basename(f))
+    try:
+        r = json.load(open(f))
+    except ValueError:
+        continue
+    fan.setdefault(("hongbao×2", r.get("conns")), {})[int(m.group(1))] = r
+
+summary = {}
+for (target, n), reps in sorted(fan.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+    ivs = sorted({d["interval_ms"] for r in reps.values() for d in (r.get("delivery") or [])}, reverse=True)
+    for iv in ivs:
+        ds = {k: next((d for d in (r.get("delivery") or []) if d["interval_ms"] == iv), None) for k, r in reps.items()}
+        ds = {k: d for k, d in ds.items() if d}
+        worst = min(ds.values(), key=lambda d: d["delivered"] - d["expected"])
+        p50 = med([d["latency"]["p50_ms"] for d in ds.values()])
+        p99 = med([d["latency"]["p99_ms"] for d in ds.values()])
+        mx = med([d["latency"]["max_ms"] for d in ds.values()])
+        cpu = med([d.get("cpu_per_delivery_us") for d in ds.values()])
+        ccpu = med([d.get("client_cpu_per_delivery_us") for d in ds.values()])
+        rss = med([(reps[k].get("server") or {}).get("rss_per_conn_bytes") for k in ds])
+        summary[(target, n, iv)] = dict(p50=p50, p99=p99, cpu=cpu, rss=rss, reps=ds, runs=reps)
+        print(f"| {target} | {n:,} | {iv} ms | {worst['delivered']:,} / {worst['expected']:,} | {fmt(p50,1)} | {fmt(p99,1)} | {fmt(mx,1)} | {fmt(cpu,1)} | {fmt(ccpu,1)} | {fmt(rss)} | {len(ds)} |")
+
+
+def paired(n, iv, key):
+    h, c = summary.get(("hongbao", n, iv)), summary.get(("centrifugo", n, iv))
+    if not h or not c:
+        return None
+    ratios = []
+    for k, hd in h["reps"].items():
+        cd = c["reps"].get(k)
+        if not cd:
+            continue
+        if key == "p99":
+            a, b = hd["latency"]["p99_ms"], cd["latency"]["p99_ms"]
+        elif key == "cpu":
+            a, b = hd.get("cpu_per_delivery_us"), cd.get("cpu_per_delivery_us")
+        else:
+            a, b = (h["runs"][k].get("server") or {}).get("rss_per_conn_bytes"), (c["runs"][k].get("server") or {}).get("rss_per_conn_bytes")
+        if a is not None and b:
+            ratios.append(a / b)
+    return med(ratios)
+
+
+print("\n## Ratios against the targets\n")
+print("| target | measured | goal | met |")
+print("|---|---:|---:|---|")
+
+
+def target(label, v, goal, ok):
+    print(f"| {label} | {v} | {goal} | {'n/m' if ok is None else ('yes' if ok else 'NO')} |")
+
+
+r = hot_on / evm if hot_on and evm else None
+target("hot grabs/s ÷ EVALSHA -P 1", fmt(r, 2), "≥ 1", None if r is None else r >= 1)
+r = hot_on_ans / evm if hot_on_ans and evm else None
+target("hot answered grabs/s (sold_out included) ÷ EVALSHA -P 1", fmt(r, 2), "(≥ 1)", None if r is None else r >= 1)
+r = hot_on / wmg if hot_on and wmg else None
+target("hot grabs/s ÷ WATCH/MULTI", fmt(r, 1), "≥ 20", None if r is None else r >= 20)
+r = spread / evm if spread and evm else None
+target("spread grabs/s ÷ EVALSHA -P 1", fmt(r, 2), "≥ 0.60", None if r is None else r >= 0.6)
+for n in (1000, 5000, 10000, 19000):
+    r = paired(n, 1000, "cpu")
+    target(f"server CPU per delivery, hongbao ÷ Centrifugo, N={n:,}, 1 s", fmt(r, 2), "≤ 0.4", None if r is None else r <= 0.4)
+r = paired(10000, 1000, "p99")
+target("p99 delivery at 10 000, hongbao ÷ Centrifugo, 1 s", fmt(r, 2), "≤ 0.75", None if r is None else r <= 0.75)
+r = paired(10000, 200, "p99")
+target("p99 delivery at 10 000, hongbao ÷ Centrifugo, 200 ms", fmt(r, 2), "(≤ 0.75)", None if r is None else r <= 0.75)
+h = summary.get(("hongbao", 10000, 1000))
+rs = h["rss"] if h else None
+target("RSS per idle connection, hongbao, N=10 000", fmt(rs / 1024 if rs else None, 1) + " KiB", "≤ 10 KiB", None if rs is None else rs <= 10240)
+r = paired(10000, 1000, "rss")
+target("RSS per idle connection, hongbao ÷ Centrifugo, N=10 000", fmt(r, 2), "≈ 0.2", None if r is None else r <= 0.21)
+h = fan.get(("hongbao", 19000))
+if h:
+    missing = sum(d["missing"] for r in h.values() for d in (r.get("delivery") or []))
+    target("19 000 connections, every event delivered", f"{missing} missing over {len(h)} runs", "0", missing == 0)
+else:
+    target("19 000 connections, every event delivered", "n/m", "0", None)
