@@ -106,7 +106,19 @@ func (p *page) grabOpen() int64 {
 	p.t.Helper()
 	p.waitFor("the 開 button", `(() => { const b = document.querySelector('#open-button');
 		return !b.disabled && getComputedStyle(b).visibility === 'visible'; })()`)
-	p.do(chromedp.Click(css("#open-button")))
+	// A tap that lands while the overlay is still settling can be lost (the
+	// page ignores taps once the coin spins, so tapping again is safe).
+	started := `(() => { const b = document.querySelector('#open-button'), r = document.querySelector('#open-result');
+		return b.disabled || Number(r.dataset.amount) > 0 || !!r.dataset.error; })()`
+	for try := 0; ; try++ {
+		p.do(chromedp.Click(css("#open-button")))
+		if p.tryWait(started, 3*time.Second) {
+			break
+		}
+		if try == 2 {
+			p.fail("three taps on 開 did nothing")
+		}
+	}
 	p.waitFor("the amount", `(() => { const r = document.querySelector('#open-result');
 		return Number(r.dataset.amount) > 0 || !!r.dataset.error; })()`)
 	if code := eval[string](p, `document.querySelector('#open-result').dataset.error ?? ''`); code != "" {

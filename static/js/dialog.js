@@ -37,6 +37,7 @@ function wire(dlg) {
     if (e.target.closest('[data-close]')) closeDialog(dlg);
   });
   dlg.addEventListener('close', () => {
+    if (dlg.open) return; // a queued close event that arrived after a reopen
     const opener = dlg._opener;
     dlg._opener = null;
     if (opener && opener.isConnected && typeof opener.focus === 'function') opener.focus({ preventScroll: true });

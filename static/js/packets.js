@@ -366,7 +366,9 @@ function initOverlay() {
   };
   ov.coin.addEventListener('click', onOpenClick);
   ov.link.addEventListener('click', () => { if (ov.packetId) showDetail(ov.packetId); });
-  dlg.addEventListener('close', () => { ov.packetId = null; overlaySeq++; });
+  // The close event is queued, not synchronous: when the overlay is closed and
+  // reopened at once it arrives after the reopen and must not reset it.
+  dlg.addEventListener('close', () => { if (dlg.open) return; ov.packetId = null; overlaySeq++; });
 }
 
 function setStage(stage) {
