@@ -11,7 +11,7 @@ import (
 	"github.com/hongbao-dev/hongbao/internal/redistest"
 )
 
-func TestTmpClusterSharded(t *testing.T) {
+func TestClusterSharded(t *testing.T) {
 	rdb := redistest.NewCluster(t)
 	prefix := testPrefix(t)
 	ba := NewRedisBroker(rdb, RedisBrokerConfig{Prefix: prefix, Sharded: true})

@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -22,18 +21,6 @@ func css(sel string) chromedp.CSS { return chromedp.CSS(sel) }
 
 // yuan formats fen the way the page does: ¥12.34.
 func yuan(fen int64) string { return fmt.Sprintf("¥%d.%02d", fen/100, fen%100) }
-
-// meBalance is the wallet balance that GET /api/v1/me reports.
-func meBalance(t *testing.T, s *server, token string) int64 {
-	t.Helper()
-	var me struct {
-		Balance int64 `json:"balance"`
-	}
-	if st := call(t, s, "GET", "/api/v1/me", token, nil, &me); st != http.StatusOK {
-		t.Fatalf("GET /api/v1/me: %d", st)
-	}
-	return me.Balance
-}
 
 // storeBalance is the wallet balance straight from the store.
 func storeBalance(t *testing.T, s *server, userID string) int64 {

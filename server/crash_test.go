@@ -128,12 +128,8 @@ func TestInstanceKilledMidRace(t *testing.T) {
 		t.Fatalf("%d grabs were answered ok but left no claim", len(won))
 	}
 	for _, r := range racers {
-		var me struct {
-			Balance int64 `json:"balance"`
-		}
-		call(t, b, "GET", "/api/v1/me", r.tok, nil, &me)
-		if me.Balance != 10000+balances[r.id] {
-			t.Fatalf("%s claimed %d in all, balance %d", r.id, balances[r.id], me.Balance)
+		if got := meBalance(t, b, r.tok); got != 10000+balances[r.id] {
+			t.Fatalf("%s claimed %d in all, balance %d", r.id, balances[r.id], got)
 		}
 	}
 	if claims == 0 || claims == len(packets)*clients {

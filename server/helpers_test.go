@@ -113,6 +113,18 @@ func session(t testing.TB, s *server, name string) (packet.User, string) {
 	return out.User, out.Token
 }
 
+// meBalance is the wallet balance that GET /api/v1/me reports.
+func meBalance(t *testing.T, s *server, token string) int64 {
+	t.Helper()
+	var me struct {
+		Balance int64 `json:"balance"`
+	}
+	if st := call(t, s, "GET", "/api/v1/me", token, nil, &me); st != http.StatusOK {
+		t.Fatalf("GET /api/v1/me: %d", st)
+	}
+	return me.Balance
+}
+
 // call makes a JSON request and decodes the response into out (if non-nil).
 func call(t testing.TB, s *server, method, path, token string, body any, out any) int {
 	t.Helper()

@@ -118,12 +118,8 @@ func TestTwoInstancesOneRedis(t *testing.T) {
 		t.Fatalf("detail: %d claims, status %s", len(detail.Claims), detail.Packet.Status)
 	}
 	for i, m := range members {
-		var me struct {
-			Balance int64 `json:"balance"`
-		}
-		call(t, a, "GET", "/api/v1/me", m.tok, nil, &me)
-		if me.Balance != 10000+won[m.id] {
-			t.Fatalf("client %d balance %d, won %d", i, me.Balance, won[m.id])
+		if b := meBalance(t, a, m.tok); b != 10000+won[m.id] {
+			t.Fatalf("client %d balance %d, won %d", i, b, won[m.id])
 		}
 	}
 	rep := auditClean(t, a)
@@ -256,12 +252,8 @@ func TestRESTBadInput(t *testing.T) {
 			}
 		})
 	}
-	var me struct {
-		Balance int64 `json:"balance"`
-	}
-	call(t, s, "GET", "/api/v1/me", tok, nil, &me)
-	if me.Balance != 10000 {
-		t.Fatalf("refused requests moved money: balance %d", me.Balance)
+	if b := meBalance(t, s, tok); b != 10000 {
+		t.Fatalf("refused requests moved money: balance %d", b)
 	}
 	auditClean(t, s)
 }
@@ -458,17 +450,12 @@ func TestExpiryFinishedEvent(t *testing.T) {
 	_, tok := session(t, s, "Alice")
 	c := mustDial(t, s, "r", tok)
 	p := newPacket(t, s, tok, "r", map[string]any{"kind": "equal", "total": 300, "count": 3, "ttl_seconds": 1})
-	// Make the sweeper look now rather than at its next reconcile.
 	f := c.waitFor("finished", func(f frame) bool { return f.PacketID == p.ID }, 5*time.Second)
 	if f.Reason != "expired" {
 		t.Fatalf("finished: %s", f.Raw)
 	}
-	var me struct {
-		Balance int64 `json:"balance"`
-	}
-	call(t, s, "GET", "/api/v1/me", tok, nil, &me)
-	if me.Balance != 10000 {
-		t.Fatalf("balance after refund %d", me.Balance)
+	if b := meBalance(t, s, tok); b != 10000 {
+		t.Fatalf("balance after refund %d", b)
 	}
 	auditClean(t, s)
 }
