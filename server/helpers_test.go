@@ -253,17 +253,19 @@ func (c *wsClient) readLoop() {
 }
 
 func (c *wsClient) send(v any) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	var err error
-	if s, ok := v.(string); ok {
-		err = c.conn.WriteMessage(websocket.TextMessage, []byte(s))
-	} else {
-		err = c.conn.WriteJSON(v)
-	}
-	if err != nil {
+	if err := c.trySend(v); err != nil {
 		c.t.Logf("ws send: %v", err)
 	}
+}
+
+// trySend writes one frame: a string as it is, anything else as JSON.
+func (c *wsClient) trySend(v any) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if s, ok := v.(string); ok {
+		return c.conn.WriteMessage(websocket.TextMessage, []byte(s))
+	}
+	return c.conn.WriteJSON(v)
 }
 
 // all returns the frames of type typ received so far.
