@@ -24,7 +24,7 @@ import (
 func newClusterStore(t *testing.T, cfg Config) (*Store, *redis.ClusterClient) {
 	t.Helper()
 	rdb := redistest.NewCluster(t)
-	s := NewStore(rdb, cfg)
+	s := mustStore(t, rdb, cfg)
 	t.Cleanup(func() {
 		if !t.Failed() {
 			auditClean(t, s)
@@ -111,7 +111,7 @@ func TestClusterCreateGrabDetail(t *testing.T) {
 			t.Fatalf("wallet of %s: %+v", u.ID, w)
 		}
 		received += w.Balance
-		if hist, err := s.Claims(ctx, u.ID, 10); err != nil || len(hist) != 2 {
+		if hist, _, err := s.Claims(ctx, u.ID, "", 10); err != nil || len(hist) != 2 {
 			t.Fatalf("claims of %s: %+v %v", u.ID, hist, err)
 		}
 	}
@@ -121,7 +121,7 @@ func TestClusterCreateGrabDetail(t *testing.T) {
 	// A room listing reads many packets' slots in one pipeline, with the
 	// viewer's claim where there is one (a nil reply where there is none).
 	untouched := mustCreate(t, s, CreateRequest{Room: "lobby", Sender: alice, Kind: Equal, Total: 100, Count: 1})
-	list, err := s.RoomPackets(ctx, "lobby", "bob", false, 10)
+	list, _, err := s.RoomPackets(ctx, "lobby", "bob", false, "", 10)
 	if err != nil || len(list) != 3 {
 		t.Fatalf("room list: %+v %v", list, err)
 	}
@@ -130,7 +130,7 @@ func TestClusterCreateGrabDetail(t *testing.T) {
 			t.Fatalf("bob's claim on %s listed as %v", l.ID, l.Mine)
 		}
 	}
-	if active, err := s.RoomPackets(ctx, "lobby", "", true, 10); err != nil || len(active) != 1 || active[0].ID != untouched.ID {
+	if active, _, err := s.RoomPackets(ctx, "lobby", "", true, "", 10); err != nil || len(active) != 1 || active[0].ID != untouched.ID {
 		t.Fatalf("active room list: %+v %v", active, err)
 	}
 	if rep := auditClean(t, s); rep.Funded != 10000 || rep.Packets != 3 || rep.Claims != 6 || rep.SharesLeft != 100 {
@@ -194,7 +194,7 @@ func TestClusterConcurrentGrabsManyPackets(t *testing.T) {
 			t.Fatalf("master %s holds no keys: %v", addr, sizes)
 		}
 	}
-	walletAt, dueAt := masterOf(t, rdb, s.k.wallet(alice.ID)), masterOf(t, rdb, s.k.due())
+	walletAt, dueAt := masterOf(t, rdb, s.k.wallet(alice.ID)), masterOf(t, rdb, s.k.dueBucket(0))
 	apart := 0
 	for _, id := range ids {
 		if at := masterOf(t, rdb, s.k.meta(id)); at != walletAt && at != dueAt {

@@ -23,10 +23,10 @@ func newCoalescer(s *Store) *coalescer {
 	return &coalescer{s: s, pending: map[string][]grabRequest{}}
 }
 
-func (c *coalescer) grab(ctx context.Context, id string, user User) (GrabResult, error) {
+func (c *coalescer) grab(ctx context.Context, id string, req grabRequest) (GrabResult, error) {
 	c.mu.Lock()
 	if queue, busy := c.pending[id]; busy {
-		req := grabRequest{user: user, done: make(chan grabOutcome, 1)}
+		req.done = make(chan grabOutcome, 1)
 		c.pending[id] = append(queue, req)
 		c.mu.Unlock()
 		o := <-req.done
@@ -35,7 +35,7 @@ func (c *coalescer) grab(ctx context.Context, id string, user User) (GrabResult,
 	c.pending[id] = nil
 	c.mu.Unlock()
 
-	out := c.s.settleBatch(batchContext(ctx), id, []grabRequest{{user: user}})
+	out := c.s.settleBatch(batchContext(ctx), id, []grabRequest{req})
 	c.next(id)
 	return out[0].res, out[0].err
 }

@@ -18,20 +18,21 @@ func (e *Error) Error() string { return e.Code + ": " + e.Message }
 // The codes this package returns. Each is a distinct sentinel so that a
 // wrapped error ("%w: detail") still matches with errors.Is.
 var (
-	ErrInvalidRequest    = &Error{"invalid_request", "the request is malformed"}
-	ErrInvalidAmount     = &Error{"invalid_amount", "the amount must be a positive whole number of fen"}
-	ErrInvalidCount      = &Error{"invalid_count", "the number of shares is out of range"}
-	ErrUnevenTotal       = &Error{"uneven_total", "an equal packet's total must divide evenly by its count"}
-	ErrShareTooSmall     = &Error{"share_too_small", "every share must be at least the minimum share"}
-	ErrShareTooLarge     = &Error{"share_too_large", "a share would exceed the maximum share"}
-	ErrTotalTooLarge     = &Error{"total_too_large", "the total exceeds count × maximum share"}
-	ErrNotFound          = &Error{"not_found", "no such packet"}
-	ErrAlreadyGrabbed    = &Error{"already_grabbed", "you already opened this packet"}
-	ErrSoldOut           = &Error{"sold_out", "all shares are taken"}
-	ErrExpired           = &Error{"expired", "the packet has expired"}
-	ErrNotYet            = &Error{"not_yet", "the packet is not open yet"}
-	ErrInsufficientFunds = &Error{"insufficient_funds", "the wallet balance is too low"}
-	ErrUnavailable       = &Error{"unavailable", "the store could not complete the request; try again"}
+	ErrInvalidRequest      = &Error{"invalid_request", "the request is malformed"}
+	ErrInvalidAmount       = &Error{"invalid_amount", "the amount must be a positive whole number of fen"}
+	ErrInvalidCount        = &Error{"invalid_count", "the number of shares is out of range"}
+	ErrUnevenTotal         = &Error{"uneven_total", "an equal packet's total must divide evenly by its count"}
+	ErrShareTooSmall       = &Error{"share_too_small", "every share must be at least the minimum share"}
+	ErrShareTooLarge       = &Error{"share_too_large", "a share would exceed the maximum share"}
+	ErrTotalTooLarge       = &Error{"total_too_large", "the total exceeds count × maximum share"}
+	ErrNotFound            = &Error{"not_found", "no such packet"}
+	ErrAlreadyGrabbed      = &Error{"already_grabbed", "you already opened this packet"}
+	ErrSoldOut             = &Error{"sold_out", "all shares are taken"}
+	ErrExpired             = &Error{"expired", "the packet has expired"}
+	ErrNotYet              = &Error{"not_yet", "the packet is not open yet"}
+	ErrInsufficientFunds   = &Error{"insufficient_funds", "the wallet balance is too low"}
+	ErrUnavailable         = &Error{"unavailable", "the store could not complete the request; try again"}
+	ErrIdempotencyConflict = &Error{"idempotency_conflict", "this Idempotency-Key was used for a different request"}
 )
 
 // CodeOf returns the stable code of err, or "" when err carries none.

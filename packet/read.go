@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -35,12 +33,19 @@ type Detail struct {
 	Refunded int64
 }
 
-// Detail reads a packet with its claims. Pending and cancelled packets are
-// not found: they hold no shares anyone could see.
+// Detail reads a packet with its claims: from Redis while it lives there,
+// from the ledger after. Pending and cancelled packets are not found: they
+// hold no shares anyone could see.
 func (s *Store) Detail(ctx context.Context, id string) (*Detail, error) {
 	d, err := s.loadPacket(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if d == nil && s.led != nil {
+		d, err = s.ledgerDetail(ctx, id)
+		if err != nil {
+			return nil, err
+		}
 	}
 	if d == nil {
 		return nil, Refuse(ErrNotFound, "no packet %q", id)
@@ -48,49 +53,37 @@ func (s *Store) Detail(ctx context.Context, id string) (*Detail, error) {
 	return d, nil
 }
 
-// loadPacket reads a packet's three keys in one round trip; nil when the
-// packet is missing, pending or cancelled.
+// loadPacket reads a packet's meta and claims in one round trip; nil when
+// the packet is missing, pending or cancelled.
 func (s *Store) loadPacket(ctx context.Context, id string) (*Detail, error) {
 	pipe := s.rdb.Pipeline()
 	meta := pipe.HGetAll(ctx, s.k.meta(id))
-	shares := pipe.LRange(ctx, s.k.shares(id), 0, -1)
 	claims := pipe.HGetAll(ctx, s.k.claims(id))
 	if _, err := pipe.Exec(ctx); err != nil && !isNil(err) {
 		return nil, unavailable("read packet", err)
 	}
-	d, err := buildDetail(meta.Val(), shares.Val(), claims.Val())
+	d, err := buildDetail(meta.Val(), claims.Val())
 	if err != nil {
 		return nil, fmt.Errorf("packet %s: %w", id, err)
 	}
 	return d, nil
 }
 
-// buildDetail assembles a Detail from the packet's three keys; nil when the
-// packet is missing, pending or cancelled.
-func buildDetail(meta map[string]string, shares []string, rawClaims map[string]string) (*Detail, error) {
+// buildDetail assembles a Detail from the packet's meta and claims; nil when
+// the packet is missing, pending or cancelled.
+func buildDetail(meta map[string]string, rawClaims map[string]string) (*Detail, error) {
 	st, err := parseState(meta)
 	if err != nil || st == nil {
 		return nil, err
 	}
-	left, err := sumShares(shares)
-	if err != nil {
-		return nil, err
-	}
 	d := &Detail{State: *st}
 	if st.Status == StatusExpired {
-		d.Refunded = left
-	} else {
-		d.RemainingCount, d.RemainingAmount = len(shares), left
+		d.Refunded, d.RemainingCount, d.RemainingAmount = st.RemainingAmount, 0, 0
 	}
-	d.Claims, err = parseClaims(rawClaims)
-	if err != nil {
+	if d.Claims, err = parseClaims(rawClaims); err != nil {
 		return nil, err
 	}
-	for i := range d.Claims {
-		if d.Luckiest == nil || d.Claims[i].Amount > d.Luckiest.Amount {
-			d.Luckiest = &d.Claims[i]
-		}
-	}
+	d.findLuckiest()
 	if st.Status == StatusEmpty {
 		if emptied, err := strconv.ParseInt(meta["emptied_at"], 10, 64); err == nil {
 			dur := emptied - st.VisibleAt
@@ -100,6 +93,17 @@ func buildDetail(meta map[string]string, shares []string, rawClaims map[string]s
 	return d, nil
 }
 
+func (d *Detail) findLuckiest() {
+	for i := range d.Claims {
+		if d.Luckiest == nil || d.Claims[i].Amount > d.Luckiest.Amount {
+			d.Luckiest = &d.Claims[i]
+		}
+	}
+}
+
+// parseState reads a packet's meta; nil when it is missing, pending or
+// cancelled. RemainingCount and RemainingAmount are what is left in the
+// shares (for an expired packet: what was refunded).
 func parseState(m map[string]string) (*State, error) {
 	status := Status(m["status"])
 	if status == "" || status == StatusPending || status == StatusCancelled {
@@ -113,7 +117,8 @@ func parseState(m map[string]string) (*State, error) {
 	ints := []struct {
 		field string
 		dst   *int64
-	}{{"total", &st.Total}, {"created_at", &st.CreatedAt}, {"visible_at", &st.VisibleAt}, {"expires_at", &st.ExpiresAt}}
+	}{{"total", &st.Total}, {"created_at", &st.CreatedAt}, {"visible_at", &st.VisibleAt},
+		{"expires_at", &st.ExpiresAt}, {"left_amount", &st.RemainingAmount}}
 	for _, f := range ints {
 		if *f.dst, err = strconv.ParseInt(m[f.field], 10, 64); err != nil {
 			return nil, fmt.Errorf("packet %s: bad %s %q", st.ID, f.field, m[f.field])
@@ -122,39 +127,10 @@ func parseState(m map[string]string) (*State, error) {
 	if st.Count, err = strconv.Atoi(m["count"]); err != nil {
 		return nil, fmt.Errorf("packet %s: bad count %q", st.ID, m["count"])
 	}
+	if st.RemainingCount, err = strconv.Atoi(m["left_count"]); err != nil {
+		return nil, fmt.Errorf("packet %s: bad left_count %q", st.ID, m["left_count"])
+	}
 	return &st, nil
-}
-
-func sumShares(shares []string) (int64, error) {
-	var sum int64
-	for _, sh := range shares {
-		n, err := strconv.ParseInt(sh, 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("bad share %q", sh)
-		}
-		sum += n
-	}
-	return sum, nil
-}
-
-// parseClaims decodes the claims hash into grab order.
-func parseClaims(raw map[string]string) ([]Claim, error) {
-	claims := make([]Claim, 0, len(raw))
-	for user, v := range raw {
-		parts := strings.SplitN(v, "|", 4)
-		if len(parts) != 4 {
-			return nil, fmt.Errorf("bad claim %q", v)
-		}
-		seq, err1 := strconv.Atoi(parts[0])
-		amount, err2 := strconv.ParseInt(parts[1], 10, 64)
-		at, err3 := strconv.ParseInt(parts[2], 10, 64)
-		if err1 != nil || err2 != nil || err3 != nil {
-			return nil, fmt.Errorf("bad claim %q", v)
-		}
-		claims = append(claims, Claim{User: User{ID: user, Name: parts[3]}, Amount: amount, At: at, Seq: seq})
-	}
-	sort.Slice(claims, func(i, j int) bool { return claims[i].Seq < claims[j].Seq })
-	return claims, nil
 }
 
 // Listed is a packet in a room listing, with what the viewer got from it.
@@ -164,28 +140,47 @@ type Listed struct {
 	Mine *int64 `json:"grabbed_by_me"`
 }
 
-// RoomPackets lists a room's recent packets, newest first: all of them, or
-// only those still open when activeOnly, each with viewer's claim (viewer may
-// be empty). limit is capped at the room index length (Config.RoomHistory).
-func (s *Store) RoomPackets(ctx context.Context, room, viewer string, activeOnly bool, limit int) ([]Listed, error) {
+// RoomPackets lists a room's packets, newest first: all of them, or only
+// those still open when activeOnly, each with viewer's claim (viewer may be
+// empty). With a ledger the list pages: pass the returned cursor to get the
+// next page ("" when there is none; an activeOnly page may hold fewer than
+// limit). Without one it holds the room's latest Config.RoomHistory packets.
+func (s *Store) RoomPackets(ctx context.Context, room, viewer string, activeOnly bool, cursor string, limit int) ([]Listed, string, error) {
+	if s.led != nil {
+		return s.ledgerRoomPackets(ctx, room, viewer, activeOnly, cursor, limit)
+	}
 	if limit <= 0 || limit > s.cfg.RoomHistory {
 		limit = s.cfg.RoomHistory
 	}
 	ids, err := s.rdb.ZRevRange(ctx, s.k.room(room), 0, int64(limit)-1).Result()
 	if err != nil {
-		return nil, unavailable("room packets", err)
+		return nil, "", unavailable("room packets", err)
 	}
 	out := make([]Listed, 0, len(ids))
+	live, err := s.liveStates(ctx, ids, viewer)
+	if err != nil {
+		return nil, "", err
+	}
+	for _, l := range live {
+		if l != nil && (!activeOnly || l.Status == StatusActive) {
+			out = append(out, *l)
+		}
+	}
+	return out, "", nil
+}
+
+// liveStates reads the Redis state of packets ids, with viewer's claim, in
+// one round trip; nil for a packet Redis does not hold.
+func (s *Store) liveStates(ctx context.Context, ids []string, viewer string) ([]*Listed, error) {
+	out := make([]*Listed, len(ids))
 	if len(ids) == 0 {
 		return out, nil
 	}
 	pipe := s.rdb.Pipeline()
 	metas := make([]*redis.MapStringStringCmd, len(ids))
-	shares := make([]*redis.StringSliceCmd, len(ids))
 	mine := make([]*redis.StringCmd, len(ids))
 	for i, id := range ids {
 		metas[i] = pipe.HGetAll(ctx, s.k.meta(id))
-		shares[i] = pipe.LRange(ctx, s.k.shares(id), 0, -1)
 		if viewer != "" {
 			mine[i] = pipe.HGet(ctx, s.k.claims(id), viewer)
 		}
@@ -194,20 +189,20 @@ func (s *Store) RoomPackets(ctx context.Context, room, viewer string, activeOnly
 		return nil, unavailable("room packets", err)
 	}
 	for i := range ids {
-		d, err := buildDetail(metas[i].Val(), shares[i].Val(), nil)
+		d, err := buildDetail(metas[i].Val(), nil)
 		if err != nil {
 			return nil, err
 		}
-		if d == nil || (activeOnly && d.Status != StatusActive) {
+		if d == nil {
 			continue
 		}
-		l := Listed{State: d.State}
+		l := &Listed{State: d.State}
 		if mine[i] != nil && mine[i].Val() != "" {
-			if c, err := parseClaims(map[string]string{viewer: mine[i].Val()}); err == nil {
-				l.Mine = &c[0].Amount
+			if c, err := parseClaim(viewer, mine[i].Val()); err == nil {
+				l.Mine = &c.Amount
 			}
 		}
-		out = append(out, l)
+		out[i] = l
 	}
 	return out, nil
 }
@@ -221,10 +216,17 @@ type Wallet struct {
 	SentTotal     int64 `json:"sent_total"`
 	SentCount     int64 `json:"sent_count"`
 	Refunded      int64 `json:"refunded"`
+	// PendingTotal and PendingCount are claims won but not committed to the
+	// ledger yet: not in Balance or ReceivedTotal until they are.
+	PendingTotal int64 `json:"pending_total"`
+	PendingCount int64 `json:"pending_count"`
 }
 
 // Wallet reads user's wallet; an unknown user has an empty one.
 func (s *Store) Wallet(ctx context.Context, userID string) (Wallet, error) {
+	if s.led != nil {
+		return s.ledgerWallet(ctx, userID)
+	}
 	m, err := s.rdb.HGetAll(ctx, s.k.wallet(userID)).Result()
 	if err != nil {
 		return Wallet{}, unavailable("wallet", err)
@@ -254,22 +256,28 @@ func parseWallet(m map[string]string) (Wallet, error) {
 	return w, nil
 }
 
-// Claims returns up to limit of user's latest claims, newest first.
-func (s *Store) Claims(ctx context.Context, userID string, limit int) ([]UserClaim, error) {
+// Claims returns up to limit of user's latest claims, newest first. With a
+// ledger, claims not committed yet come first, marked pending, and the list
+// pages by cursor ("" for the first page; the returned cursor is "" after
+// the last).
+func (s *Store) Claims(ctx context.Context, userID, cursor string, limit int) ([]UserClaim, string, error) {
+	if s.led != nil {
+		return s.ledgerClaims(ctx, userID, cursor, limit)
+	}
 	if limit <= 0 || limit > s.cfg.HistoryLen {
 		limit = s.cfg.HistoryLen
 	}
 	raw, err := s.rdb.LRange(ctx, s.k.history(userID), 0, int64(limit)-1).Result()
 	if err != nil {
-		return nil, unavailable("claims", err)
+		return nil, "", unavailable("claims", err)
 	}
 	out := make([]UserClaim, 0, len(raw))
 	for _, r := range raw {
 		var c UserClaim
 		if err := json.Unmarshal([]byte(r), &c); err != nil {
-			return nil, fmt.Errorf("claims: bad entry %q: %w", r, err)
+			return nil, "", fmt.Errorf("claims: bad entry %q: %w", r, err)
 		}
 		out = append(out, c)
 	}
-	return out, nil
+	return out, "", nil
 }

@@ -34,7 +34,7 @@ func redisKilledMidRace(t *testing.T, retries int) {
 	opt.MaxRetries = retries
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
-	s := NewStore(rdb, Config{})
+	s := mustStore(t, rdb, Config{})
 	ctx := context.Background()
 	fund(t, s, alice.ID, 1000000)
 	p := mustCreate(t, s, CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 100000, Count: 1000})
@@ -102,7 +102,7 @@ func redisKilledMidRace(t *testing.T, retries int) {
 		t.Fatalf("%d grabs answered ok, %d claims survive", len(won), len(claimed))
 	}
 	// The sweeper pays what the outage left uncredited.
-	rdb.ZAdd(ctx, s.k.due(), redis.Z{Score: 0, Member: p.ID})
+	rdb.ZAdd(ctx, s.k.due(p.ID), redis.Z{Score: 0, Member: p.ID})
 	if _, err := s.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}

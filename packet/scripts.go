@@ -17,27 +17,34 @@ var luaFiles embed.FS
 type scripts struct {
 	fund, create, debit, void, activate, cancel *redis.Script
 	grab, credit, expire, refund, claimDue      *redis.Script
+	readPacket                                  *redis.Script
 }
 
-func loadScripts() scripts {
+// loadScripts reads the embedded scripts; without shebang it drops their
+// "#!lua" first line (for servers that cannot parse it).
+func loadScripts(shebang bool) scripts {
 	load := func(name string) *redis.Script {
 		src, err := luaFiles.ReadFile("lua/" + name + ".lua")
 		if err != nil {
 			panic("packet: missing embedded script " + name) // a build defect, not input
 		}
-		return redis.NewScript(string(src))
+		text := string(src)
+		if _, rest, ok := strings.Cut(text, "\n"); ok && !shebang && strings.HasPrefix(text, "#!") {
+			text = rest
+		}
+		return redis.NewScript(text)
 	}
 	return scripts{
 		fund: load("fund"), create: load("create"), debit: load("debit"), void: load("void"),
 		activate: load("activate"), cancel: load("cancel"), grab: load("grabmany"),
 		credit: load("credit"), expire: load("expire"), refund: load("refund"),
-		claimDue: load("claimdue"),
+		claimDue: load("claimdue"), readPacket: load("readpacket"),
 	}
 }
 
 func (sc scripts) all() []*redis.Script {
 	return []*redis.Script{sc.fund, sc.create, sc.debit, sc.void, sc.activate, sc.cancel,
-		sc.grab, sc.credit, sc.expire, sc.refund, sc.claimDue}
+		sc.grab, sc.credit, sc.expire, sc.refund, sc.claimDue, sc.readPacket}
 }
 
 // load caches every script in Redis (on every master of a cluster).

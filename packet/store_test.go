@@ -4,23 +4,39 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hongbao-dev/hongbao/internal/pgtest"
 	"github.com/hongbao-dev/hongbao/internal/redistest"
 	"github.com/redis/go-redis/v9"
 )
 
-func TestMain(m *testing.M) { redistest.Main(m) }
+func TestMain(m *testing.M) {
+	code := pgtest.Run(m)
+	redistest.Stop()
+	os.Exit(code)
+}
+
+// mustStore is NewStore for a configuration the test knows to be valid.
+func mustStore(t testing.TB, rdb redis.UniversalClient, cfg Config) *Store {
+	t.Helper()
+	s, err := NewStore(rdb, cfg)
+	if err != nil {
+		t.Fatalf("new store: %v", err)
+	}
+	return s
+}
 
 // newStore gives the test a store on a clean real-Redis database and checks
 // the audit when the test ends.
 func newStore(t testing.TB, cfg Config) (*Store, *redis.Client) {
 	t.Helper()
 	_, rdb := redistest.New(t)
-	s := NewStore(rdb, cfg)
+	s := mustStore(t, rdb, cfg)
 	t.Cleanup(func() {
 		if t.Failed() {
 			return
@@ -165,7 +181,7 @@ func TestCreateGrabDetail(t *testing.T) {
 			t.Fatalf("luckiest %+v but %+v", d.Luckiest, c)
 		}
 	}
-	hist, err := s.Claims(ctx, "bob", 10)
+	hist, _, err := s.Claims(ctx, "bob", "", 10)
 	if err != nil || len(hist) != 1 || hist[0].PacketID != p.ID || hist[0].Room != "lobby" {
 		t.Fatalf("bob's claims: %+v %v", hist, err)
 	}
@@ -212,7 +228,7 @@ func TestCreateRefusals(t *testing.T) {
 	if w := wallet(t, s, alice.ID); w.Balance != 500 {
 		t.Fatalf("refused creates moved money: %+v", w)
 	}
-	list, _ := s.RoomPackets(ctx, "r", "", false, 10)
+	list, _, _ := s.RoomPackets(ctx, "r", "", false, "", 10)
 	if len(list) != 0 {
 		t.Fatalf("refused packets are listed: %+v", list)
 	}
@@ -334,7 +350,7 @@ func TestRoomPacketsAndWallet(t *testing.T) {
 	if _, err := s.Grab(ctx, ids[4], User{"bob", "Bob"}); err != nil {
 		t.Fatal(err)
 	}
-	all, err := s.RoomPackets(ctx, "lobby", "bob", false, 50)
+	all, _, err := s.RoomPackets(ctx, "lobby", "bob", false, "", 50)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -344,7 +360,7 @@ func TestRoomPacketsAndWallet(t *testing.T) {
 	if all[0].Mine == nil || *all[0].Mine != 100 || all[1].Mine != nil {
 		t.Fatalf("bob's claims in the listing: %v, %v", all[0].Mine, all[1].Mine)
 	}
-	active, _ := s.RoomPackets(ctx, "lobby", "", true, 50)
+	active, _, _ := s.RoomPackets(ctx, "lobby", "", true, "", 50)
 	if len(active) != 2 {
 		t.Fatalf("active list: %+v", active)
 	}
@@ -363,7 +379,7 @@ func TestHistoryIsCapped(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	hist, _ := s.Claims(ctx, "bob", 100)
+	hist, _, _ := s.Claims(ctx, "bob", "", 100)
 	if len(hist) != 5 {
 		t.Fatalf("history has %d entries, want 5", len(hist))
 	}
@@ -391,9 +407,10 @@ func TestExpiryRefundOnceWithRacingSweepers(t *testing.T) {
 		// everything due now so all three go for the same packets.
 		sweepers := make([]*Store, 3)
 		for i := range sweepers {
-			sweepers[i] = NewStore(rdb, Config{SweepLease: time.Millisecond})
+			sweepers[i] = mustStore(t, rdb, Config{SweepLease: time.Millisecond})
 		}
-		rdb.ZAdd(ctx, s.k.due(), redis.Z{Score: 0, Member: short.ID}, redis.Z{Score: 0, Member: long.ID})
+		rdb.ZAdd(ctx, s.k.due(short.ID), redis.Z{Score: 0, Member: short.ID})
+		rdb.ZAdd(ctx, s.k.due(long.ID), redis.Z{Score: 0, Member: long.ID})
 		var wg sync.WaitGroup
 		var closes atomic.Int64
 		var refunded atomic.Int64
@@ -413,7 +430,7 @@ func TestExpiryRefundOnceWithRacingSweepers(t *testing.T) {
 					}
 					// Direct, unleased settles too: idempotence, not the lease, is what guarantees once.
 					var r SweepReport
-					_ = sw.settle(ctx, short.ID, &r)
+					_ = sw.visit(ctx, short.ID, &r)
 					for _, f := range r.Expired {
 						closes.Add(1)
 						refunded.Add(f.Refunded)
@@ -449,11 +466,12 @@ func TestCrashAfterCreateBeforeDebit(t *testing.T) {
 	eachBackend(t, Config{PendingGrace: time.Millisecond}, func(t *testing.T, s *Store, rdb redis.UniversalClient) {
 		ctx := context.Background()
 		fund(t, s, alice.ID, 1000)
-		p, shares, err := s.prepare(CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 500, Count: 5})
+		d, err := s.Draft(CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 500, Count: 5})
+		p := &d.Packet
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.createPending(ctx, p, shares); err != nil {
+		if err := s.createPending(ctx, d); err != nil {
 			t.Fatal(err)
 		}
 		auditClean(t, s)
@@ -472,7 +490,7 @@ func TestCrashAfterCreateBeforeDebit(t *testing.T) {
 		if _, err := s.Grab(ctx, p.ID, User{"bob", "Bob"}); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("grab of cancelled packet: %v", err)
 		}
-		if n, _ := rdb.ZCard(ctx, s.k.due()).Result(); n != 0 {
+		if n, _ := rdb.ZCard(ctx, s.k.due(p.ID)).Result(); n != 0 {
 			t.Fatalf("due index still holds %d", n)
 		}
 		auditClean(t, s)
@@ -485,8 +503,9 @@ func TestCrashAfterDebitBeforeActivate(t *testing.T) {
 	eachBackend(t, Config{PendingGrace: time.Millisecond}, func(t *testing.T, s *Store, _ redis.UniversalClient) {
 		ctx := context.Background()
 		fund(t, s, alice.ID, 1000)
-		p, shares, _ := s.prepare(CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 500, Count: 5})
-		if err := s.createPending(ctx, p, shares); err != nil {
+		d, _ := s.Draft(CreateRequest{Room: "r", Sender: alice, Kind: Lucky, Total: 500, Count: 5})
+		p := &d.Packet
+		if err := s.createPending(ctx, d); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.debit(ctx, p); err != nil {
@@ -500,7 +519,7 @@ func TestCrashAfterDebitBeforeActivate(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 		rep, err := s.Sweep(ctx)
-		if err != nil || rep.Activated != 1 {
+		if err != nil || len(rep.Opened) != 1 {
 			t.Fatalf("sweep: %+v %v", rep, err)
 		}
 		if w := wallet(t, s, alice.ID); w.Balance != 500 || w.SentCount != 1 {
@@ -509,7 +528,7 @@ func TestCrashAfterDebitBeforeActivate(t *testing.T) {
 		if _, err := s.Grab(ctx, p.ID, User{"bob", "Bob"}); err != nil {
 			t.Fatalf("grab after repair: %v", err)
 		}
-		list, _ := s.RoomPackets(ctx, "r", "", true, 10)
+		list, _, _ := s.RoomPackets(ctx, "r", "", true, "", 10)
 		if len(list) != 1 {
 			t.Fatalf("repaired packet not listed in its room: %+v", list)
 		}
@@ -534,7 +553,7 @@ func TestCrashAfterGrabBeforeCredit(t *testing.T) {
 		if rep := auditClean(t, s); rep.Uncredited != g.Amount {
 			t.Fatalf("uncredited %d, want %d", rep.Uncredited, g.Amount)
 		}
-		rdb.ZAdd(ctx, s.k.due(), redis.Z{Score: 0, Member: p.ID})
+		rdb.ZAdd(ctx, s.k.due(p.ID), redis.Z{Score: 0, Member: p.ID})
 		rep, err := s.Sweep(ctx)
 		if err != nil || rep.Credited != 1 {
 			t.Fatalf("sweep: %+v %v", rep, err)
@@ -542,7 +561,7 @@ func TestCrashAfterGrabBeforeCredit(t *testing.T) {
 		if err := s.credit(ctx, bob.ID, g); err != nil { // the crashed request's late credit
 			t.Fatal(err)
 		}
-		rdb.ZAdd(ctx, s.k.due(), redis.Z{Score: 0, Member: p.ID})
+		rdb.ZAdd(ctx, s.k.due(p.ID), redis.Z{Score: 0, Member: p.ID})
 		if rep, _ := s.Sweep(ctx); rep.Credited != 0 {
 			t.Fatalf("second sweep credited again: %+v", rep)
 		}
@@ -592,7 +611,7 @@ func TestAuditDetectsTampering(t *testing.T) {
 func TestRedisDownIsUnavailable(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 	defer rdb.Close()
-	s := NewStore(rdb, Config{})
+	s := mustStore(t, rdb, Config{})
 	ctx := context.Background()
 	if _, err := s.Grab(ctx, "0190b4f6-0000-7000-8000-000000000000", alice); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("grab: %v", err)

@@ -2,7 +2,6 @@ package packet
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -22,27 +21,42 @@ type SweepReport struct {
 	// Expired lists packets this call closed (each is closed by exactly one
 	// sweeper, so each appears in exactly one report).
 	Expired []Finished
-	// Credited counts claims paid that a crash had left unpaid.
+	// Opened lists packets this call made grabbable that their create left
+	// unfinished, for the room to hear about.
+	Opened []Packet
+	// Credited counts claims paid (committed) that a crash had left unpaid.
 	Credited int
-	// Activated and Cancelled count pending packets settled either way.
-	Activated, Cancelled int
+	// Cancelled counts pending packets abandoned as never debited.
+	Cancelled int
+	// Settled counts packets finished and fully committed by this call.
+	Settled int
+}
+
+// SweepHooks receive what a sweep did that the rooms should hear.
+type SweepHooks struct {
+	OnExpired func(Finished)
+	OnOpened  func(Packet)
 }
 
 // Sweep settles the packets that are due: it closes and refunds expired
-// packets, pays claims that a crash left uncredited, and settles packets left
-// pending by a crashed create. Any number of sweepers may run at once on any
-// number of instances: each due packet is leased to one of them, and every
-// step is idempotent, so money moves exactly once even when leases overlap.
+// packets, pays claims that a crash left unpaid, settles packets a crashed
+// create left unfinished, and (with a ledger) lets finished packets expire
+// from Redis. Any number of sweepers may run at once on any number of
+// instances: each due packet is leased to one of them, and every step is
+// idempotent, so money moves exactly once even when leases overlap.
+//
+// Packets are due by need: at expiry, after PendingGrace for a create, when
+// emptied, and SettleGrace after a grab (which a settler normally makes
+// moot) — never on a timer for every open packet.
 func (s *Store) Sweep(ctx context.Context) (SweepReport, error) {
 	var rep SweepReport
-	now := s.cfg.Now().UnixMilli()
-	ids, err := s.lua.claimDue.Run(ctx, s.rdb, []string{s.k.due()}, now, s.cfg.SweepLease.Milliseconds(), s.cfg.SweepBatch).StringSlice()
+	ids, err := s.claimDue(ctx)
 	if err != nil {
 		return rep, unavailable("sweep", err)
 	}
 	for _, id := range ids {
 		rep.Visited++
-		if err := s.settle(ctx, id, &rep); err != nil {
+		if err := s.visit(ctx, id, &rep); err != nil {
 			// The lease runs out and a sweeper tries again.
 			s.cfg.Logger.Warn("sweep: settling packet failed", "packet", id, "err", err)
 		}
@@ -50,9 +64,17 @@ func (s *Store) Sweep(ctx context.Context) (SweepReport, error) {
 	return rep, nil
 }
 
-// RunSweeper calls Sweep every interval until ctx ends, handing each report
-// with expired packets to onExpired.
-func (s *Store) RunSweeper(ctx context.Context, interval time.Duration, onExpired func(Finished)) {
+// visit moves one due packet forward as far as it can go.
+func (s *Store) visit(ctx context.Context, id string, rep *SweepReport) error {
+	if s.led != nil {
+		return s.visitLedger(ctx, id, rep)
+	}
+	return s.visitRedis(ctx, id, rep)
+}
+
+// RunSweeper calls Sweep every interval until ctx ends, handing what each
+// sweep did to hooks.
+func (s *Store) RunSweeper(ctx context.Context, interval time.Duration, hooks SweepHooks) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -67,9 +89,7 @@ func (s *Store) RunSweeper(ctx context.Context, interval time.Duration, onExpire
 				s.cfg.Logger.Warn("sweep failed", "err", err)
 				break
 			}
-			for _, f := range rep.Expired {
-				onExpired(f)
-			}
+			hooks.report(rep)
 			if rep.Visited < s.cfg.SweepBatch {
 				break
 			}
@@ -77,143 +97,49 @@ func (s *Store) RunSweeper(ctx context.Context, interval time.Duration, onExpire
 	}
 }
 
-// settle moves one due packet forward as far as it can go.
-func (s *Store) settle(ctx context.Context, id string, rep *SweepReport) error {
-	meta, err := s.rdb.HGetAll(ctx, s.k.meta(id)).Result()
-	if err != nil {
-		return err
-	}
-	status := Status(meta["status"])
-	switch status {
-	case "", StatusPending:
-		return s.settlePending(ctx, id, meta, rep)
-	case StatusCancelled:
-		return s.rdb.ZRem(ctx, s.k.due(), id).Err()
-	}
-	st, err := parseState(meta)
-	if err != nil {
-		return err
-	}
-	if status == StatusActive && s.cfg.Now().UnixMilli() >= st.ExpiresAt ||
-		status == StatusExpired {
-		// Closes the packet, or finds it closed and repeats the refund a
-		// crash may have interrupted (a no-op when it was paid).
-		if err := s.expire(ctx, &st.Packet, rep); err != nil {
-			return err
+func (h SweepHooks) report(rep SweepReport) {
+	for _, f := range rep.Expired {
+		if h.OnExpired != nil {
+			h.OnExpired(f)
 		}
-		status = StatusExpired
 	}
-	if err := s.reconcile(ctx, id, rep); err != nil {
-		return err
-	}
-	if status == StatusActive {
-		return s.pipelined(ctx, func(pipe redis.Pipeliner) { s.indexOpen(ctx, pipe, &st.Packet) })
-	}
-	return s.rdb.ZRem(ctx, s.k.due(), id).Err()
-}
-
-// settlePending decides a packet that a create left pending (or missing):
-// activate it if its sender was debited, else make the debit impossible and
-// cancel it.
-func (s *Store) settlePending(ctx context.Context, id string, meta map[string]string, rep *SweepReport) error {
-	sender := meta["sender_id"]
-	if sender == "" {
-		// Indexed but never stored: leave a tombstone so a late create does nothing.
-		rep.Cancelled++
-		return s.cancel(ctx, id)
-	}
-	debited, err := s.lua.void.Run(ctx, s.rdb, []string{s.k.ledger(sender)}, id).Text()
-	if err != nil {
-		return err
-	}
-	if debited == "void" {
-		rep.Cancelled++
-		return s.cancel(ctx, id)
-	}
-	st, err := parseStatePending(meta)
-	if err != nil {
-		return err
-	}
-	rep.Activated++
-	return s.activate(ctx, st)
-}
-
-// parseStatePending reads a pending packet's description.
-func parseStatePending(meta map[string]string) (*Packet, error) {
-	m := make(map[string]string, len(meta))
-	for k, v := range meta {
-		m[k] = v
-	}
-	m["status"] = string(StatusActive) // parseState skips pending packets
-	st, err := parseState(m)
-	if err != nil {
-		return nil, err
-	}
-	return &st.Packet, nil
-}
-
-// expire closes an active packet past its expiry and refunds the remainder.
-func (s *Store) expire(ctx context.Context, p *Packet, rep *SweepReport) error {
-	res, err := s.lua.expire.Run(ctx, s.rdb, s.k.packetKeys(p.ID)[:2]).StringSlice()
-	if err != nil {
-		return err
-	}
-	if len(res) == 0 || (res[0] != "closed" && res[0] != "already") {
-		return fmt.Errorf("expire %s: packet is %v", p.ID, res)
-	}
-	refunded, err := s.refund(ctx, p)
-	if err != nil {
-		return err
-	}
-	if res[0] == "closed" {
-		f := Finished{Packet: *p, Refunded: refunded}
-		if d, err := s.Detail(ctx, p.ID); err == nil {
-			f.Luckiest = d.Luckiest
+	for _, p := range rep.Opened {
+		if h.OnOpened != nil {
+			h.OnOpened(p)
 		}
-		rep.Expired = append(rep.Expired, f)
 	}
-	return nil
 }
 
-// refund pays an expired packet's remainder back to its sender, once.
-func (s *Store) refund(ctx context.Context, p *Packet) (int64, error) {
-	shares, err := s.rdb.LRange(ctx, s.k.shares(p.ID), 0, -1).Result()
-	if err != nil {
-		return 0, err
+// RunSettler commits this instance's claims to the ledger until ctx ends,
+// then commits what is still queued. Without a ledger it returns at once.
+func (s *Store) RunSettler(ctx context.Context) {
+	if s.set != nil {
+		s.set.run(ctx)
 	}
-	left, err := sumShares(shares)
-	if err != nil {
-		return 0, err
-	}
-	if err := s.lua.refund.Run(ctx, s.rdb, s.k.walletKeys(p.Sender.ID)[:2], p.ID, left).Err(); err != nil {
-		return 0, err
-	}
-	return left, nil
 }
 
-// reconcile pays every claim of a packet into its grabber's wallet; claims
-// already paid are skipped by the credit script itself.
-func (s *Store) reconcile(ctx context.Context, id string, rep *SweepReport) error {
-	d, err := s.loadPacket(ctx, id)
-	if err != nil || d == nil {
-		return err
+// claimDue leases the due packets to this sweeper.
+func (s *Store) claimDue(ctx context.Context) ([]string, error) {
+	now := s.cfg.Now().UnixMilli()
+	if s.led != nil {
+		return s.led.ClaimDue(ctx, now, s.cfg.SweepLease, s.cfg.SweepBatch)
 	}
-	if len(d.Claims) == 0 {
-		return nil
-	}
-	cmds := make([]*redis.Cmd, len(d.Claims))
-	err = s.pipelined(ctx, func(pipe redis.Pipeliner) {
-		for i, c := range d.Claims {
-			cmds[i] = s.creditCmd(ctx, pipe, c.User.ID, GrabResult{PacketID: id, Room: d.Room, Amount: c.Amount, At: c.At})
+	cmds := make([]*redis.Cmd, dueBuckets)
+	err := s.pipelined(ctx, func(pipe redis.Pipeliner) {
+		for b := range cmds {
+			cmds[b] = s.lua.claimDue.Run(ctx, pipe, []string{s.k.dueBucket(b)}, now, s.cfg.SweepLease.Milliseconds(), s.cfg.SweepBatch)
 		}
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var ids []string
 	for _, c := range cmds {
-		if n, _ := c.Int(); n == 1 {
-			rep.Credited++
+		got, err := c.StringSlice()
+		if err != nil {
+			return nil, err
 		}
+		ids = append(ids, got...)
 	}
-	return nil
+	return ids, nil
 }

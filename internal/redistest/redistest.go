@@ -66,11 +66,17 @@ func Shared() (*Server, error) {
 // Use it as: func TestMain(m *testing.M) { redistest.Main(m) }.
 func Main(m *testing.M) {
 	code := m.Run()
+	Stop()
+	os.Exit(code)
+}
+
+// Stop ends the private servers this test binary started, for a TestMain
+// that runs its tests another way (e.g. with pgtest.Run).
+func Stop() {
 	if shared != nil {
 		shared.Stop()
 	}
 	stopClusters()
-	os.Exit(code)
 }
 
 func start() (*Server, error) {

@@ -1,3 +1,4 @@
+#!lua
 -- Step 3 of creating a packet: open it for grabs once the sender is debited.
 -- KEYS[1] meta hash. Returns the status after the call.
 local status = redis.call('HGET', KEYS[1], 'status')

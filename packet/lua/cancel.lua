@@ -1,3 +1,4 @@
+#!lua
 -- Abandon a packet whose sender was never debited. A missing packet gets a
 -- 'cancelled' tombstone so that a creation step arriving late does nothing.
 -- KEYS[1] meta hash, KEYS[2] shares list. Returns the status after the call.

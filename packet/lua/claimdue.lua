@@ -1,3 +1,4 @@
+#!lua
 -- Lease due packets to one sweeper: every packet whose score (due time) has
 -- passed is pushed lease_ms into the future and returned, so sweepers racing
 -- on the same index share the work instead of repeating it. Correctness does

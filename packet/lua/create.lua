@@ -1,17 +1,39 @@
--- Step 1 of creating a packet: store it as 'pending' with its pre-split
--- shares. Idempotent: a second run (or a run after the sweeper left a
--- 'cancelled' tombstone) changes nothing and returns the existing status.
--- KEYS[1] meta hash, KEYS[2] shares list
--- ARGV[1..11] id, room, sender_id, sender_name, kind, total, count, greeting,
---             created_at, visible_at, expires_at; ARGV[12..] the shares
+#!lua
+-- Store a packet with its pre-split shares. Without a ledger it starts
+-- 'pending' (the sender's wallet, in another slot, is debited next); with a
+-- ledger the sender was debited in PostgreSQL first and it starts 'active'.
+-- A rebuild from the ledger (Redis lost the packet) also restores the claims
+-- already committed there. Idempotent: when the packet exists, nothing
+-- changes and its status is returned.
+-- KEYS[1] meta hash, KEYS[2] shares list, KEYS[3] claims hash
+-- ARGV[1..12] id, room, sender_id, sender_name, kind, total, count, greeting,
+--             created_at, visible_at, expires_at, status
+-- ARGV[13] left_amount (fen left in the shares, as text), ARGV[14] n claims
+-- ARGV[15 .. 14+2n] user_id, claim pairs; the rest: shares as 'amount:left'
+-- (the share, then what is left once it is taken), in grab order.
+-- Returns 'created', or the existing status.
 local status = redis.call('HGET', KEYS[1], 'status')
 if status then
   return status
 end
+local n = tonumber(ARGV[14])
+local first = 15 + 2 * n
+local left_count = #ARGV - first + 1
 redis.call('HSET', KEYS[1],
   'id', ARGV[1], 'room', ARGV[2], 'sender_id', ARGV[3], 'sender_name', ARGV[4],
   'kind', ARGV[5], 'total', ARGV[6], 'count', ARGV[7], 'greeting', ARGV[8],
   'created_at', ARGV[9], 'visible_at', ARGV[10], 'expires_at', ARGV[11],
-  'status', 'pending')
-redis.call('RPUSH', KEYS[2], unpack(ARGV, 12))
+  'status', ARGV[12], 'left_count', left_count, 'left_amount', ARGV[13])
+-- unpack() is bounded by the Lua stack, so long lists go in chunks.
+local function push(cmd, key, from, to, step)
+  for i = from, to, step do
+    redis.call(cmd, key, unpack(ARGV, i, math.min(i + step - 1, to)))
+  end
+end
+if n > 0 then
+  push('HSET', KEYS[3], 15, first - 1, 1000)
+end
+if left_count > 0 then
+  push('RPUSH', KEYS[2], first, #ARGV, 1000)
+end
 return 'created'

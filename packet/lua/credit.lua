@@ -1,3 +1,4 @@
+#!lua
 -- Pay a grabbed share into the grabber's wallet, once per (packet, user).
 -- The claim in the packet is the truth; this runs right after the grab and
 -- again from the sweeper for any claim a crash left unpaid.

@@ -1,3 +1,4 @@
+#!lua
 -- Step 2 of creating a packet: debit the sender once per packet id.
 -- KEYS[1] wallet hash, KEYS[2] ledger hash
 -- ARGV[1] packet id, ARGV[2] total in fen

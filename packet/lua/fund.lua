@@ -1,3 +1,4 @@
+#!lua
 -- Credit a wallet with new money (a guest's starting balance, an operator's
 -- credit) and count it as funded, so the audit can add up all money in.
 -- KEYS[1] wallet hash, KEYS[2] ledger hash (idempotency records)

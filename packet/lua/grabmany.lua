@@ -1,20 +1,27 @@
+#!lua
 -- Grab one share each for a batch of users on one packet: the hot-packet
--- path. Same rules per user as grab.lua, in grab order of ARGV, but with a
--- fixed number of Redis commands per batch (one HMGET for the duplicates,
--- one LPOP of n shares, one HSET of every claim), so a hot packet costs
--- Redis little per grab.
--- KEYS[1] meta hash, KEYS[2] shares list, KEYS[3] claims hash
--- ARGV user_id_1, name_1, user_id_2, name_2, ...
--- Returns {room, at_ms, duration_ms or -1, r_1, r_2, ...} where r_i is
--- 'amount|remaining|seq' for a share, 'already_grabbed|<claim>' for a user
--- who holds a claim (so a grab retried after a lost reply can still be
--- credited), or a refusal code.
+-- path. A fixed number of Redis commands per batch (one HMGET for the
+-- duplicates, one LPOP of n shares, one HSET of every claim, one HSET of
+-- what is left, and with a ledger one XADD to the settlement outbox), in
+-- the order of ARGV. The "#!lua" line makes Redis refuse the script up front
+-- when it is out of memory, instead of popping a share it cannot record.
+-- KEYS[1] meta hash, KEYS[2] shares list, KEYS[3] claims hash,
+-- KEYS[4] outbox stream (claims waiting to be committed to the ledger)
+-- ARGV[1] '1' to append the new claims to the outbox, '0' not to;
+-- ARGV[2..] triples: user_id, token (unique to one grab call), name
+-- A claim is 'seq|amount|at_ms|token|name'.
+-- Returns {room, at_ms, duration_ms or -1, outbox entry id or '', r_1, r_2, ...}
+-- where r_i is
+-- 'amount|remaining|seq' for a share (also when the user's claim was made
+-- by this same grab, whose reply was lost and which go-redis retried),
+-- 'already_grabbed|<claim>' for a user who holds a claim from another grab,
+-- or a refusal code.
 local m = redis.call('HMGET', KEYS[1], 'status', 'visible_at', 'expires_at', 'count', 'room')
-local n = #ARGV / 2
-local out = {m[5] or '', 0, -1}
+local n = (#ARGV - 1) / 3
+local out = {m[5] or '', 0, -1, ''}
 local function refuseAll(code)
   for i = 1, n do
-    out[3 + i] = code
+    out[4 + i] = code
   end
   return out
 end
@@ -28,20 +35,26 @@ out[2] = now
 if now < tonumber(m[2]) then
   return refuseAll('not_yet')
 end
-if status == 'expired' or now >= tonumber(m[3]) then
-  return refuseAll('expired')
-end
+local count = tonumber(m[4])
 local users = {}
 for i = 1, n do
-  users[i] = ARGV[2 * i - 1]
+  users[i] = ARGV[3 * i - 1]
 end
 local prior = redis.call('HMGET', KEYS[3], unpack(users))
 local eligible, seen = {}, {}
 for i = 1, n do
-  if prior[i] then
-    out[3 + i] = 'already_grabbed|' .. prior[i]
+  local p = prior[i]
+  if p then
+    local seq, amount, token = string.match(p, '^(%d+)|(%d+)|%d+|([^|]*)|')
+    if token == ARGV[3 * i] then
+      out[4 + i] = amount .. '|' .. (count - tonumber(seq)) .. '|' .. seq
+    else
+      out[4 + i] = 'already_grabbed|' .. p
+    end
   elseif seen[users[i]] then
-    out[3 + i] = 'already_grabbed'
+    out[4 + i] = 'already_grabbed'
+  elseif status == 'expired' or now >= tonumber(m[3]) then
+    out[4 + i] = 'expired'
   else
     seen[users[i]] = true
     eligible[#eligible + 1] = i
@@ -56,21 +69,28 @@ if status ~= 'empty' then
 end
 local base = redis.call('HLEN', KEYS[3])
 local fields = {}
-local count = tonumber(m[4])
+local left = nil
 for j, i in ipairs(eligible) do
-  local amount = shares[j]
-  if amount then
+  local share = shares[j]
+  if share then
+    local amount, after = string.match(share, '^(%d+):(%d+)$')
     local seq = base + j
+    left = after
     fields[#fields + 1] = users[i]
-    fields[#fields + 1] = seq .. '|' .. amount .. '|' .. now .. '|' .. ARGV[2 * i]
-    out[3 + i] = amount .. '|' .. (count - seq) .. '|' .. seq
+    fields[#fields + 1] = seq .. '|' .. amount .. '|' .. now .. '|' .. ARGV[3 * i] .. '|' .. ARGV[3 * i + 1]
+    out[4 + i] = amount .. '|' .. (count - seq) .. '|' .. seq
   else
-    out[3 + i] = 'sold_out'
+    out[4 + i] = 'sold_out'
   end
 end
 if #fields > 0 then
   redis.call('HSET', KEYS[3], unpack(fields))
-  if base + #shares == count then
+  if ARGV[1] == '1' then
+    out[4] = redis.call('XADD', KEYS[4], '*', unpack(fields))
+  end
+  local taken = base + #shares
+  redis.call('HSET', KEYS[1], 'left_count', count - taken, 'left_amount', left)
+  if taken == count then
     out[3] = now - tonumber(m[2])
     redis.call('HSET', KEYS[1], 'status', 'empty', 'emptied_at', now)
   end

@@ -1,3 +1,4 @@
+#!lua
 -- Return an expired packet's remainder to its sender, once per packet.
 -- KEYS[1] wallet hash, KEYS[2] ledger hash
 -- ARGV[1] packet id, ARGV[2] amount (may be '0')

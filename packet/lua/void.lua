@@ -1,3 +1,4 @@
+#!lua
 -- The sweeper's decision on a packet stuck in 'pending': if the sender was
 -- debited, say so; if not, record a tombstone so that a late debit for this
 -- packet is refused. Either way the answer is final.

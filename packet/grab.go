@@ -1,0 +1,219 @@
+package packet
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+)
+
+// GrabResult is a successful grab.
+type GrabResult struct {
+	PacketID string `json:"packet_id"`
+	Room     string `json:"room"`
+	Amount   int64  `json:"amount"`
+	// Remaining counts the shares left after this grab.
+	Remaining int `json:"remaining"`
+	// Seq is this grab's position, 1-based.
+	Seq int `json:"seq"`
+	// At is the Redis time of the grab, Unix ms.
+	At int64 `json:"at"`
+	// Emptied reports that this grab took the last share; DurationMs is then
+	// the time from VisibleAt to now.
+	Emptied    bool  `json:"emptied"`
+	DurationMs int64 `json:"duration_ms"`
+}
+
+// Grab takes one share of packet id for user. The grab itself is one script
+// on the packet's slot, and its claim is the truth. Without a ledger the
+// share is then credited to the user's wallet by a second idempotent script
+// on the user's slot; with one the claim goes to the settlement outbox in
+// the same script, and this instance's settler commits it to the ledger
+// (the sweeper does, should this instance die first). Either way, a failed
+// second step leaves the grab standing and the sweeper pays it.
+//
+// Grabs of one packet that arrive while an earlier one is in flight are
+// settled together in one script call (unless Config.DisableCoalescing): a
+// hot packet then costs Redis a few commands per batch instead of per grab,
+// with the same outcome for every user as if each had grabbed alone, in
+// arrival order.
+func (s *Store) Grab(ctx context.Context, id string, user User) (GrabResult, error) {
+	if err := checkGrab(id, user); err != nil {
+		return GrabResult{}, err
+	}
+	req, err := newGrabRequest(user)
+	if err != nil {
+		return GrabResult{}, unavailable("grab", err)
+	}
+	if s.cfg.DisableCoalescing {
+		out := s.settleBatch(ctx, id, []grabRequest{req})
+		return out[0].res, out[0].err
+	}
+	return s.hot.grab(ctx, id, req)
+}
+
+func checkGrab(id string, user User) error {
+	if id == "" || user.ID == "" {
+		return Refuse(ErrInvalidRequest, "packet id and user are required")
+	}
+	if _, err := uuid.Parse(id); err != nil {
+		return Refuse(ErrNotFound, "no packet %q", id)
+	}
+	return nil
+}
+
+type grabRequest struct {
+	user User
+	// token names this one grab, so that a script call retried after a lost
+	// reply recognises the claim it made and answers as it did the first time.
+	token string
+	done  chan grabOutcome
+}
+
+func newGrabRequest(user User) (grabRequest, error) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return grabRequest{}, err
+	}
+	return grabRequest{user: user, token: hex.EncodeToString(b[:])}, nil
+}
+
+type grabOutcome struct {
+	res GrabResult
+	err error
+}
+
+// settleBatch grabs for every request in one script call, then pays the
+// winners. A user refused as already_grabbed is paid too (idempotently): the
+// claim may be from a grab whose reply was lost, and its share is owed.
+func (s *Store) settleBatch(ctx context.Context, id string, reqs []grabRequest) []grabOutcome {
+	s.arm(ctx, id)
+	out, entry := s.grabBatch(ctx, id, reqs)
+	var pay []int
+	for i := range out {
+		if out[i].res.Amount > 0 {
+			pay = append(pay, i)
+		}
+	}
+	if len(pay) > 0 {
+		if s.led != nil {
+			s.set.handOver(ctx, id, entry, reqs, out, pay)
+		} else {
+			s.creditWinners(ctx, id, reqs, out, pay)
+		}
+	}
+	for i := range out {
+		if out[i].err != nil {
+			out[i].res = GrabResult{} // a refusal carries no result
+		}
+	}
+	return out
+}
+
+// creditWinners pays winners into their Redis wallets in one round trip.
+func (s *Store) creditWinners(ctx context.Context, id string, reqs []grabRequest, out []grabOutcome, pay []int) {
+	err := s.pipelined(ctx, func(pipe redis.Pipeliner) {
+		for _, i := range pay {
+			s.creditCmd(ctx, pipe, reqs[i].user.ID, out[i].res)
+		}
+	})
+	if err != nil {
+		s.cfg.Logger.Warn("credit after grab failed; the sweeper will pay it", "packet", id, "grabs", len(pay), "err", err)
+	}
+}
+
+// grabBatch runs the grab script for reqs (no credit). It returns each
+// request's outcome and the outbox entry of the new claims ("" if none).
+func (s *Store) grabBatch(ctx context.Context, id string, reqs []grabRequest) ([]grabOutcome, string) {
+	out := make([]grabOutcome, len(reqs))
+	res, err := s.runGrab(ctx, id, reqs)
+	if err == nil && len(res) != 4+len(reqs) {
+		err = fmt.Errorf("grab %s: reply has %d items for %d grabs", id, len(res), len(reqs))
+	}
+	if err != nil {
+		for i := range out {
+			out[i].err = unavailable("grab", err)
+		}
+		return out, ""
+	}
+	room, _ := res[0].(string)
+	at, dur := asInt(res[1]), asInt(res[2])
+	entry, _ := res[3].(string)
+	for i := range reqs {
+		out[i].res, out[i].err = parseGrab(id, room, at, dur, res[4+i])
+	}
+	return out, entry
+}
+
+// runGrab calls the grab script, followed on the same connection by WAIT
+// when Config.WaitReplicas asks for it.
+func (s *Store) runGrab(ctx context.Context, id string, reqs []grabRequest) ([]any, error) {
+	outbox := "0"
+	if s.led != nil {
+		outbox = "1"
+	}
+	args := make([]any, 0, 1+3*len(reqs))
+	args = append(args, outbox)
+	for _, r := range reqs {
+		args = append(args, r.user.ID, r.token, r.user.Name)
+	}
+	if s.cfg.WaitReplicas == 0 {
+		return s.lua.grab.Run(ctx, s.rdb, s.k.packetKeys(id), args...).Slice()
+	}
+	var grab, wait *redis.Cmd
+	err := s.pipelined(ctx, func(pipe redis.Pipeliner) {
+		grab = s.lua.grab.Run(ctx, pipe, s.k.packetKeys(id), args...)
+		wait = pipe.Do(ctx, "WAIT", s.cfg.WaitReplicas, s.cfg.WaitTimeout.Milliseconds())
+	})
+	if err != nil {
+		return nil, err
+	}
+	if n, _ := wait.Int64(); n < int64(s.cfg.WaitReplicas) {
+		return nil, fmt.Errorf("grab %s: %d of %d replicas confirmed within %v", id, n, s.cfg.WaitReplicas, s.cfg.WaitTimeout)
+	}
+	return grab.Slice()
+}
+
+// arm makes sure, before a grab, that the sweeper looks at packet id
+// within SettleGrace, in case this instance dies between the grab and
+// paying it. One packet is armed once per SettleGrace per instance, so a
+// hot packet costs one schedule write per SettleGrace, not one per grab.
+func (s *Store) arm(ctx context.Context, id string) {
+	at, ok := s.armAt(id)
+	if !ok {
+		return
+	}
+	var err error
+	if s.led != nil {
+		err = s.led.ScheduleSooner(ctx, id, at)
+	} else {
+		err = s.rdb.Do(ctx, "ZADD", s.k.due(id), "XX", "LT", at, id).Err() // open packets only
+	}
+	if err != nil {
+		s.cfg.Logger.Warn("scheduling the sweeper failed; it looks at the packet at expiry", "packet", id, "err", err)
+	}
+}
+
+// armAt returns when the sweeper should look at id, and false when this
+// instance already scheduled a visit that is still ahead.
+func (s *Store) armAt(id string) (int64, bool) {
+	now := s.cfg.Now().UnixMilli()
+	s.armMu.Lock()
+	defer s.armMu.Unlock()
+	if until, ok := s.armed[id]; ok && until > now {
+		return 0, false
+	}
+	if len(s.armed) > 10000 {
+		for k, until := range s.armed {
+			if until <= now {
+				delete(s.armed, k)
+			}
+		}
+	}
+	at := now + s.cfg.SettleGrace.Milliseconds()
+	s.armed[id] = at
+	return at, true
+}

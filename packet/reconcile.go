@@ -1,0 +1,110 @@
+package packet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// ReconcileReport is one run of the reconciliation (对账): every live
+// packet's claims in Redis against its rows in the ledger (the audit's
+// per-packet checks: a claim at most once per user, claims within the
+// total, shares + claims = count, escrow = what Redis still holds), and the
+// ledger's journal against its balances. It reports; it never fixes money.
+type ReconcileReport struct {
+	At time.Time `json:"at"`
+	// Since is where the journal check began; zero means all of history.
+	Since time.Time `json:"since"`
+	// Problems are the packet-level differences, each naming its packet
+	// and user.
+	Problems []string `json:"problems"`
+	// Journal are the ledger's own differences, each naming its account or
+	// movement.
+	Journal []string `json:"journal"`
+}
+
+// OK reports a run that found nothing.
+func (r ReconcileReport) OK() bool { return len(r.Problems) == 0 && len(r.Journal) == 0 }
+
+// ErrNoLedger is returned by Reconcile in Redis-only mode, which has no
+// second record to reconcile with (Audit checks what there is).
+var ErrNoLedger = errors.New("reconciliation needs a ledger")
+
+// Reconcile compares Redis with the ledger. The journal check covers what
+// changed at or after since (zero: everything).
+func (s *Store) Reconcile(ctx context.Context, since time.Time) (ReconcileReport, error) {
+	rep := ReconcileReport{At: s.cfg.Now(), Since: since, Problems: []string{}, Journal: []string{}}
+	if s.led == nil {
+		return rep, ErrNoLedger
+	}
+	audit, err := s.auditLedger(ctx)
+	if err != nil {
+		return rep, err
+	}
+	rep.Problems = append(rep.Problems, audit.Problems...)
+	diffs, err := s.led.CheckJournal(ctx, since)
+	if err != nil {
+		return rep, unavailable("reconcile", err)
+	}
+	for _, d := range diffs {
+		rep.Journal = append(rep.Journal, fmt.Sprintf("account %q movement %q: %s", d.Account, d.Movement, d.Detail))
+	}
+	s.cfg.Metrics.reconciled(len(rep.Problems), len(rep.Journal))
+	for _, p := range rep.Problems {
+		s.cfg.Logger.Error("reconciliation: difference", "problem", p)
+	}
+	for _, j := range rep.Journal {
+		s.cfg.Logger.Error("reconciliation: journal difference", "difference", j)
+	}
+	return rep, nil
+}
+
+// Reconciler runs Reconcile every interval, each run checking the journal
+// from a little before the previous one began, and keeps the last report.
+type Reconciler struct {
+	s    *Store
+	mu   sync.Mutex
+	last *ReconcileReport
+}
+
+// NewReconciler returns a Reconciler for s.
+func NewReconciler(s *Store) *Reconciler { return &Reconciler{s: s} }
+
+// Last is the latest report, nil before the first run.
+func (r *Reconciler) Last() *ReconcileReport {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.last
+}
+
+// Run reconciles every interval until ctx ends. It does nothing without a
+// ledger.
+func (r *Reconciler) Run(ctx context.Context, interval time.Duration) {
+	if r.s.led == nil {
+		return
+	}
+	since := r.s.cfg.Now().Add(-interval)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := r.s.cfg.Now()
+		rep, err := r.s.Reconcile(ctx, since)
+		if err != nil {
+			r.s.cfg.Logger.Warn("reconciliation failed", "err", err)
+			continue
+		}
+		r.mu.Lock()
+		r.last = &rep
+		r.mu.Unlock()
+		// Overlap the windows so that a write committing across a run's
+		// start is checked by one run or the next.
+		since = start.Add(-time.Minute)
+	}
+}

@@ -1,0 +1,242 @@
+package packet
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hongbao-dev/hongbao/ledger"
+	"github.com/redis/go-redis/v9"
+)
+
+// settler commits this instance's claims to the ledger, many per
+// transaction, then removes them from their packets' outboxes. It is the
+// fast path: the sweeper drains any outbox entry it leaves (a crash, a
+// failed commit), so dropping work here never loses money.
+type settler struct {
+	s     *Store
+	queue chan settleItem
+}
+
+// settleItem is one grab batch's claims, recorded in the outbox as entry.
+type settleItem struct {
+	packetID, entry string
+	claims          []ledger.Claim
+	// emptied reports that this batch took the packet's last share: the
+	// sweeper should finish it now rather than at expiry.
+	emptied bool
+}
+
+// pendingTTL bounds how long a pending marker outlives a settler that never
+// removed it (the sweeper settles the claim in the meantime).
+const pendingTTL = time.Hour
+
+func newSettler(s *Store) *settler {
+	return &settler{s: s, queue: make(chan settleItem, 4096)}
+}
+
+// handOver records the winners of a grab batch as pending on their own
+// slots, so that /me shows the money before it is committed, and queues
+// their claims for the settler. It runs before anyone is answered.
+func (st *settler) handOver(ctx context.Context, id, entry string, reqs []grabRequest, out []grabOutcome, pay []int) {
+	item := settleItem{packetID: id, entry: entry}
+	err := st.s.pipelined(ctx, func(pipe redis.Pipeliner) {
+		for _, i := range pay {
+			g, u := out[i].res, reqs[i].user
+			item.emptied = item.emptied || g.Emptied
+			item.claims = append(item.claims, ledger.Claim{PacketID: id, UserID: u.ID, UserName: u.Name, Seq: g.Seq, Amount: g.Amount, At: g.At})
+			key := st.s.k.pending(u.ID)
+			pipe.HSet(ctx, key, id, pendingValue(g))
+			pipe.PExpire(ctx, key, pendingTTL)
+		}
+	})
+	if err != nil {
+		st.s.cfg.Logger.Warn("recording pending claims failed", "packet", id, "err", err)
+	}
+	select {
+	case st.queue <- item:
+	default:
+		st.s.cfg.Logger.Warn("settler queue full; the sweeper commits these claims", "packet", id, "claims", len(item.claims))
+	}
+}
+
+func pendingValue(g GrabResult) string {
+	return strconv.FormatInt(g.Amount, 10) + "|" + strconv.FormatInt(g.At, 10) + "|" + g.Room
+}
+
+// run commits queued claims until ctx ends, then commits what is still
+// queued (within a few seconds) and returns.
+func (st *settler) run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			st.flush()
+			return
+		case it := <-st.queue:
+			st.commit(ctx, st.gather(it))
+		}
+	}
+}
+
+// gather takes it and whatever else is queued, up to SettleBatch claims.
+func (st *settler) gather(it settleItem) []settleItem {
+	batch, n := []settleItem{it}, len(it.claims)
+	for n < st.s.cfg.SettleBatch {
+		select {
+		case more := <-st.queue:
+			batch, n = append(batch, more), n+len(more.claims)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (st *settler) flush() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for {
+		select {
+		case it := <-st.queue:
+			st.commit(ctx, st.gather(it))
+		default:
+			return
+		}
+	}
+}
+
+// commit settles a batch in one ledger transaction and tidies Redis after.
+func (st *settler) commit(ctx context.Context, batch []settleItem) {
+	var claims []ledger.Claim
+	for _, it := range batch {
+		claims = append(claims, it.claims...)
+	}
+	committed, err := st.s.settleClaims(ctx, claims)
+	if err != nil {
+		st.s.cfg.Logger.Warn("settling claims failed; the sweeper commits them", "claims", len(claims), "err", err)
+		return
+	}
+	entries := map[string][]string{}
+	for _, it := range batch {
+		if it.entry != "" {
+			entries[it.packetID] = append(entries[it.packetID], it.entry)
+		}
+	}
+	st.s.tidy(ctx, entries, committed)
+	now := st.s.cfg.Now().UnixMilli()
+	for _, it := range batch {
+		if it.emptied {
+			if err := st.s.led.ScheduleSooner(ctx, it.packetID, now); err != nil {
+				st.s.cfg.Logger.Warn("scheduling an emptied packet failed; it settles at expiry", "packet", it.packetID, "err", err)
+			}
+		}
+	}
+}
+
+// settleClaims commits claims to the ledger and reports each rejection (a
+// claim the ledger cannot pay: money does not add up). Rejected claims are
+// left where they are, for the reconciliation to show.
+func (s *Store) settleClaims(ctx context.Context, claims []ledger.Claim) ([]ledger.Claim, error) {
+	if len(claims) == 0 {
+		return nil, nil
+	}
+	committed, rejected, err := s.led.Settle(ctx, claims)
+	if err != nil {
+		return nil, err
+	}
+	now := s.cfg.Now().UnixMilli()
+	for _, c := range committed {
+		s.cfg.Metrics.settled(now - c.At)
+	}
+	for _, r := range rejected {
+		s.cfg.Metrics.difference("claim_rejected")
+		s.cfg.Logger.Error("ledger refused a claim", "packet", r.Claim.PacketID, "user", r.Claim.UserID,
+			"amount", r.Claim.Amount, "reason", r.Reason)
+	}
+	if len(rejected) > 0 {
+		return committed, errRejected
+	}
+	return committed, nil
+}
+
+// tidy removes committed outbox entries and pending markers.
+func (s *Store) tidy(ctx context.Context, entries map[string][]string, committed []ledger.Claim) {
+	err := s.pipelined(ctx, func(pipe redis.Pipeliner) {
+		for id, ids := range entries {
+			pipe.XDel(ctx, s.k.outbox(id), ids...)
+		}
+		for _, c := range committed {
+			pipe.HDel(ctx, s.k.pending(c.UserID), c.PacketID)
+		}
+	})
+	if err != nil {
+		s.cfg.Logger.Warn("tidying settled claims failed; the sweeper does it", "err", err)
+	}
+}
+
+// drainOutbox commits every claim still in packet id's outbox and removes
+// it there: the sweeper's repair of whatever the settlers left.
+func (s *Store) drainOutbox(ctx context.Context, id string) (int, error) {
+	total := 0
+	for {
+		msgs, err := s.rdb.XRangeN(ctx, s.k.outbox(id), "-", "+", int64(s.cfg.SettleBatch)).Result()
+		if err != nil || len(msgs) == 0 {
+			return total, err
+		}
+		var claims []ledger.Claim
+		entries := map[string][]string{}
+		for _, m := range msgs {
+			for user, v := range m.Values {
+				c, err := parseClaim(user, asString(v))
+				if err != nil {
+					return total, err
+				}
+				claims = append(claims, ledgerClaim(id, c))
+			}
+			entries[id] = append(entries[id], m.ID)
+		}
+		committed, err := s.settleClaims(ctx, claims)
+		if err != nil {
+			return total, err
+		}
+		total += len(committed)
+		s.tidy(ctx, entries, committed)
+	}
+}
+
+func ledgerClaim(id string, c Claim) ledger.Claim {
+	return ledger.Claim{PacketID: id, UserID: c.User.ID, UserName: c.User.Name, Seq: c.Seq, Amount: c.Amount, At: c.At}
+}
+
+func asString(v any) string {
+	s, _ := v.(string)
+	return s
+}
+
+// errRejected says the ledger refused some claims (see the log and the
+// reconciliation); the outbox keeps them.
+var errRejected = errors.New("the ledger refused some claims")
+
+// pendingClaims reads user's pending markers: packet id -> claim.
+func (s *Store) pendingClaims(ctx context.Context, user string) (map[string]UserClaim, error) {
+	raw, err := s.rdb.HGetAll(ctx, s.k.pending(user)).Result()
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]UserClaim, len(raw))
+	for id, v := range raw {
+		parts := strings.SplitN(v, "|", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		amount, err1 := strconv.ParseInt(parts[0], 10, 64)
+		at, err2 := strconv.ParseInt(parts[1], 10, 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		out[id] = UserClaim{PacketID: id, Room: parts[2], Amount: amount, At: at, Pending: true}
+	}
+	return out, nil
+}
