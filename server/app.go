@@ -15,6 +15,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/hongbao-dev/hongbao/hub"
+	"github.com/hongbao-dev/hongbao/ledger"
 	"github.com/hongbao-dev/hongbao/packet"
 	"github.com/hongbao-dev/hongbao/static"
 	"github.com/hongbao-dev/hongbao/web"
@@ -31,6 +32,7 @@ type instance struct {
 	log   *slog.Logger
 	rdb   redis.UniversalClient
 	mini  *miniredis.Miniredis // nil unless running the embedded demo Redis
+	led   *ledger.Ledger       // nil without HONGBAO_DATABASE_URL
 	store *packet.Store
 	hub   *hub.Hub
 	app   *web.App
@@ -109,14 +111,36 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	store := packet.NewStore(rdb, packet.Config{
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if mini == nil {
+		if err := checkEviction(ctx, rdb, log); err != nil {
+			return nil, err
+		}
+	}
+	led, err := openLedger(ctx, cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	store, err := packet.NewStore(rdb, packet.Config{
 		Prefix:            cfg.KeyPrefix,
 		Limits:            packet.Limits{MaxCount: cfg.MaxCount, MaxShare: cfg.MaxShare, DefaultTTL: cfg.PacketTTL},
+		Ledger:            led,
 		Logger:            log,
+		Metrics:           packet.NewMetrics(reg),
 		DisableCoalescing: !cfg.CoalesceGrabs,
-		ReconcileEvery:    cfg.ReconcileEvery,
+		SettleGrace:       cfg.SettleGrace,
 		SweepLease:        cfg.SweepLease,
+		RetainSettled:     cfg.RetainSettled,
+		WaitReplicas:      cfg.WaitReplicas,
+		NoShebang:         mini != nil,
 	})
+	if err != nil {
+		if led != nil {
+			led.Close()
+		}
+		return nil, err
+	}
 	broker := hub.NewRedisBroker(rdb, hub.RedisBrokerConfig{Prefix: cfg.KeyPrefix, Sharded: cluster})
 	h := hub.New(hub.Config{
 		CoalesceAbove: cfg.CoalesceAbove,
@@ -137,11 +161,11 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 		Static:          static.FS(),
 		Registerer:      reg,
 		Gatherer:        reg,
-		Ready:           func(ctx context.Context) error { return rdb.Ping(ctx).Err() },
+		Ready:           store.Ping,
 		Logger:          log,
 	}, store, h)
 	return &instance{
-		cfg: cfg, log: log, rdb: rdb, mini: mini, store: store, hub: h, app: app, ln: ln,
+		cfg: cfg, log: log, rdb: rdb, mini: mini, led: led, store: store, hub: h, app: app, ln: ln,
 		srv: &http.Server{Handler: app.Echo(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
 	}, nil
 }
@@ -151,8 +175,18 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 // and return within ShutdownTimeout.
 func (in *instance) run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
-	var wg sync.WaitGroup
-	wg.Add(2)
+	settle, stopSettle := context.WithCancel(context.WithoutCancel(ctx))
+	var wg, settled sync.WaitGroup
+	settled.Add(1)
+	go func() {
+		defer settled.Done()
+		in.store.RunSettler(settle)
+	}()
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		packet.NewReconciler(in.store).Run(bg, in.cfg.ReconcileEvery)
+	}()
 	go func() {
 		defer wg.Done()
 		if err := in.hub.Run(bg); err != nil && !errors.Is(err, context.Canceled) {
@@ -161,7 +195,7 @@ func (in *instance) run(ctx context.Context) error {
 	}()
 	go func() {
 		defer wg.Done()
-		in.store.RunSweeper(bg, in.cfg.SweepInterval, in.app.OnExpired)
+		in.store.RunSweeper(bg, in.cfg.SweepInterval, in.app.SweepHooks())
 	}()
 	if in.cfg.PprofAddr != "" {
 		go servePprof(in.cfg.PprofAddr, in.log)
@@ -186,8 +220,14 @@ func (in *instance) run(ctx context.Context) error {
 	in.app.Close()
 	// WebSockets close with 1001; each read loop finishes its grab first.
 	in.hub.Shutdown(sctx)
+	// Every grab has been answered: commit what the settler still holds.
+	stopSettle()
+	settled.Wait()
 	stopBG()
 	wg.Wait()
+	if in.led != nil {
+		in.led.Close()
+	}
 	_ = in.rdb.Close()
 	if in.mini != nil {
 		in.mini.Close()
@@ -196,6 +236,56 @@ func (in *instance) run(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// openLedger connects to HONGBAO_DATABASE_URL and applies the migrations;
+// nil without one.
+func openLedger(ctx context.Context, cfg Config, log *slog.Logger) (*ledger.Ledger, error) {
+	if cfg.DatabaseURL == "" {
+		log.Warn("HONGBAO_DATABASE_URL is not set: wallets live in Redis, with no durable ledger (demo mode)")
+		return nil, nil
+	}
+	led, err := ledger.Open(ctx, cfg.DatabaseURL, ledger.Config{Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	applied, err := led.Migrate(ctx)
+	if err != nil {
+		led.Close()
+		return nil, fmt.Errorf("ledger migrations: %w", err)
+	}
+	if len(applied) > 0 {
+		log.Info("ledger migrated", "applied", applied)
+	}
+	return led, nil
+}
+
+// checkEviction refuses a Redis that may evict keys: an evicted claim or
+// share is money lost. Every master of a cluster is asked. A Redis that
+// does not let clients read its configuration (some managed services) is
+// let through with a warning: its operator must see to the policy.
+func checkEviction(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger) error {
+	check := func(ctx context.Context, c *redis.Client) error {
+		v, err := c.ConfigGet(ctx, "maxmemory-policy").Result()
+		if err != nil && redis.HasErrorPrefix(err, "ERR") || redis.HasErrorPrefix(err, "NOPERM") {
+			log.Warn("cannot read Redis maxmemory-policy; make sure it is noeviction", "addr", c.Options().Addr, "err", err)
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("redis %s: CONFIG GET maxmemory-policy: %w", c.Options().Addr, err)
+		}
+		if p := v["maxmemory-policy"]; p != "" && p != "noeviction" {
+			return fmt.Errorf("redis %s has maxmemory-policy %q: it may evict money keys; set it to noeviction", c.Options().Addr, p)
+		}
+		return nil
+	}
+	if cc, ok := rdb.(*redis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, check)
+	}
+	if c, ok := rdb.(*redis.Client); ok {
+		return check(ctx, c)
+	}
+	return nil
 }
 
 func servePprof(addr string, log *slog.Logger) {

@@ -38,8 +38,12 @@ type Config struct {
 	LogFormat       string
 	PprofAddr       string
 	CoalesceGrabs   bool
-	ReconcileEvery  time.Duration
+	SettleGrace     time.Duration
 	SweepLease      time.Duration
+	DatabaseURL     string
+	RetainSettled   time.Duration
+	WaitReplicas    int
+	ReconcileEvery  time.Duration
 }
 
 // setting is one row of the table that `server -h` prints.
@@ -87,6 +91,10 @@ func registerFlags(fs *flag.FlagSet, c *Config) []setting {
 		rows = append(rows, setting{name, env, def.String(), help})
 	}
 	str(&c.Addr, "addr", "HONGBAO_ADDR", ":8080", "listen address")
+	str(&c.DatabaseURL, "database-url", "HONGBAO_DATABASE_URL", "", "postgres:// URL of the ledger, the system of record for wallets and claims; empty keeps wallets in Redis (demo mode: no durable ledger)")
+	dur(&c.RetainSettled, "retain-settled", "HONGBAO_RETAIN_SETTLED", 10*time.Minute, "how long a finished, fully settled packet stays in Redis before it is read from the ledger (ledger mode)")
+	dur(&c.ReconcileEvery, "reconcile-every", "HONGBAO_RECONCILE_EVERY", 5*time.Minute, "how often each instance reconciles Redis with the ledger and checks the journal (ledger mode)")
+	num(&c.WaitReplicas, "redis-wait-replicas", "HONGBAO_REDIS_WAIT_REPLICAS", 0, "answer a grab batch only after this many Redis replicas confirmed it (WAIT); 0 answers at once")
 	str(&c.RedisURL, "redis-url", "REDIS_URL", "", "redis:// or rediss:// URL, or comma-separated cluster seeds; empty runs an embedded in-memory Redis (demo only: one instance, nothing kept)")
 	str(&c.Secret, "secret", "HONGBAO_SECRET", "", "HS256 secret for user tokens; every instance must share it; empty makes a random one per process")
 	str(&c.AdminToken, "admin-token", "HONGBAO_ADMIN_TOKEN", "", "bearer token for POST /api/v1/admin/credit; empty disables the admin API")
@@ -97,7 +105,7 @@ func registerFlags(fs *flag.FlagSet, c *Config) []setting {
 	i64(&c.MaxShare, "max-share", "HONGBAO_MAX_SHARE", 20000, "largest share in fen")
 	dur(&c.PacketTTL, "packet-ttl", "HONGBAO_PACKET_TTL", 24*time.Hour, "how long a packet stays open by default (at most 72h)")
 	dur(&c.SweepInterval, "sweep-interval", "HONGBAO_SWEEP_INTERVAL", time.Second, "how often this instance looks for expired packets and unfinished steps")
-	dur(&c.ReconcileEvery, "reconcile-every", "HONGBAO_RECONCILE_EVERY", time.Minute, "how often the sweeper revisits an open packet to pay claims a crashed instance left unpaid")
+	dur(&c.SettleGrace, "settle-grace", "HONGBAO_SETTLE_GRACE", 10*time.Second, "how long after a grab the sweeper looks at its packet, to pay what a crashed instance left unpaid")
 	dur(&c.SweepLease, "sweep-lease", "HONGBAO_SWEEP_LEASE", 30*time.Second, "how long a sweeper owns a due packet; a dead instance's packets wait this long for another")
 	boolean(&c.CoalesceGrabs, "coalesce-grabs", "HONGBAO_COALESCE_GRABS", true, "settle grabs of a hot packet that arrive together in one Redis script call")
 	num(&c.CoalesceAbove, "coalesce-above", "HONGBAO_COALESCE_ABOVE", 1000, "local room size from which grabbed events become progress events every 200ms (-1: never)")
@@ -142,6 +150,7 @@ func usage(w io.Writer, rows []setting) {
 	fmt.Fprintln(w, "hongbao: real-time red packets over WebSocket, settled in Redis.")
 	fmt.Fprintln(w, "\nUsage: server [flags]   (every flag can also be set by its environment variable)")
 	fmt.Fprintln(w, "       server healthcheck [flags]   (exit 0 when the server at -addr answers /healthz)")
+	fmt.Fprintln(w, "       server migrate [flags]       (apply the ledger's schema migrations to -database-url and exit)")
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "FLAG\tENV\tDEFAULT\tMEANING")

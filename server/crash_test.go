@@ -18,21 +18,28 @@ import (
 
 // An instance is killed (SIGKILL) while a hundred clients race for a hot
 // packet through it. The other instance's sweeper pays every claim the dead
-// one left uncredited; nothing is paid twice; the audit is clean.
+// one left uncredited; nothing is paid twice; the audit is clean. With
+// wallets in Redis and in the ledger.
 func TestInstanceKilledMidRace(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills a server process")
 	}
-	db, _ := redistest.New(t)
-	cfgB := testConfig(t, db.URL())
-	cfgB.ReconcileEvery = 200 * time.Millisecond
-	b := startServer(t, cfgB)
-
-	// Instance A is a real process, so it can die without a goodbye.
 	bin := filepath.Join(t.TempDir(), "hongbao")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) { killMidRace(t, bin, mode.config) })
+	}
+}
+
+func killMidRace(t *testing.T, bin string, config func(testing.TB, string) Config) {
+	db, _ := redistest.New(t)
+	cfgB := config(t, db.URL())
+	cfgB.SettleGrace = 200 * time.Millisecond
+	b := startServer(t, cfgB)
+
+	// Instance A is a real process, so it can die without a goodbye.
 	port, err := redistest.FreePort()
 	if err != nil {
 		t.Fatal(err)
@@ -41,8 +48,8 @@ func TestInstanceKilledMidRace(t *testing.T) {
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),
 		"HONGBAO_ADDR="+addr, "REDIS_URL="+db.URL(), "HONGBAO_SECRET="+testSecret,
-		"HONGBAO_KEY_PREFIX="+cfgB.KeyPrefix, "HONGBAO_SESSION_RATE=10000", "HONGBAO_SESSION_BURST=10000",
-		"HONGBAO_RECONCILE_EVERY=200ms", "HONGBAO_SWEEP_LEASE=1s", "HONGBAO_GRAB_RATE=10000", "HONGBAO_GRAB_BURST=10000", "HONGBAO_LOG_LEVEL=error")
+		"HONGBAO_KEY_PREFIX="+cfgB.KeyPrefix, "HONGBAO_DATABASE_URL="+cfgB.DatabaseURL, "HONGBAO_SESSION_RATE=10000", "HONGBAO_SESSION_BURST=10000",
+		"HONGBAO_SETTLE_GRACE=200ms", "HONGBAO_SWEEP_LEASE=1s", "HONGBAO_GRAB_RATE=10000", "HONGBAO_GRAB_BURST=10000", "HONGBAO_LOG_LEVEL=error")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

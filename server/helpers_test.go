@@ -9,18 +9,24 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/hongbao-dev/hongbao/internal/pgtest"
 	"github.com/hongbao-dev/hongbao/internal/redistest"
 	"github.com/hongbao-dev/hongbao/packet"
 	"github.com/hongbao-dev/hongbao/web"
 )
 
-func TestMain(m *testing.M) { redistest.Main(m) }
+func TestMain(m *testing.M) {
+	code := pgtest.Run(m)
+	redistest.Stop()
+	os.Exit(code)
+}
 
 const testSecret = "test-secret-0123456789abcdef0123"
 const testAdmin = "admin-token-for-tests"
@@ -44,6 +50,20 @@ func testConfig(t testing.TB, redisURL string) Config {
 	return c
 }
 
+// testLedgerConfig is testConfig with a fresh PostgreSQL database as the
+// ledger.
+func testLedgerConfig(t testing.TB, redisURL string) Config {
+	c := testConfig(t, redisURL)
+	c.DatabaseURL = pgtest.New(t)
+	return c
+}
+
+// modes are the two ways to run: wallets in Redis, or in the ledger.
+var modes = []struct {
+	name   string
+	config func(t testing.TB, redisURL string) Config
+}{{"redis", testConfig}, {"ledger", testLedgerConfig}}
+
 // server is one in-process instance.
 type server struct {
 	*instance
@@ -60,7 +80,7 @@ func startServer(t testing.TB, cfg Config) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testLogger()
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
@@ -92,6 +112,8 @@ func (s *server) stop(t testing.TB) error {
 	return s.err
 }
 
+func testLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
 type testWriter struct{ t testing.TB }
 
 func (w *testWriter) Write(p []byte) (int, error) {
@@ -116,13 +138,36 @@ func session(t testing.TB, s *server, name string) (packet.User, string) {
 // meBalance is the wallet balance that GET /api/v1/me reports.
 func meBalance(t *testing.T, s *server, token string) int64 {
 	t.Helper()
-	var me struct {
-		Balance int64 `json:"balance"`
-	}
+	return getMe(t, s, token).Balance
+}
+
+// meResponse is GET /api/v1/me.
+type meResponse struct {
+	Balance  int64 `json:"balance"`
+	Received struct {
+		Total int64 `json:"total"`
+		Count int64 `json:"count"`
+	} `json:"received"`
+	Pending struct {
+		Total int64 `json:"total"`
+		Count int64 `json:"count"`
+	} `json:"pending"`
+}
+
+func getMe(t *testing.T, s *server, token string) meResponse {
+	t.Helper()
+	var me meResponse
 	if st := call(t, s, "GET", "/api/v1/me", token, nil, &me); st != http.StatusOK {
 		t.Fatalf("GET /api/v1/me: %d", st)
 	}
-	return me.Balance
+	return me
+}
+
+// meMoney is what /me shows a user owns: committed plus on its way.
+func meMoney(t *testing.T, s *server, token string) int64 {
+	t.Helper()
+	me := getMe(t, s, token)
+	return me.Balance + me.Pending.Total
 }
 
 // call makes a JSON request and decodes the response into out (if non-nil).

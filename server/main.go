@@ -17,6 +17,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/hongbao-dev/hongbao/ledger"
 )
 
 func main() {
@@ -32,6 +34,9 @@ func main() {
 func run(args []string) error {
 	if len(args) > 0 && args[0] == "healthcheck" {
 		return healthcheck(args[1:])
+	}
+	if len(args) > 0 && args[0] == "migrate" {
+		return migrate(args[1:])
 	}
 	cfg, err := parseConfig(args, os.Stderr)
 	if err != nil {
@@ -68,6 +73,31 @@ func newLogger(cfg Config) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
 	}
 	return nil, fmt.Errorf("log format %q: want text or json", cfg.LogFormat)
+}
+
+// migrate applies the ledger's schema migrations and exits, for deployments
+// that migrate before they roll out (the server also migrates at startup).
+func migrate(args []string) error {
+	cfg, err := parseConfig(args, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.DatabaseURL == "" {
+		return errors.New("migrate: HONGBAO_DATABASE_URL is not set")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	led, err := ledger.Open(ctx, cfg.DatabaseURL, ledger.Config{})
+	if err != nil {
+		return err
+	}
+	defer led.Close()
+	applied, err := led.Migrate(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "hongbao: %d migrations applied %v\n", len(applied), applied)
+	return nil
 }
 
 // healthcheck asks a running server's /healthz, for container HEALTHCHECKs

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"time"
 
 	"github.com/hongbao-dev/hongbao/packet"
 )
@@ -106,8 +107,23 @@ func (a *App) announce(ctx context.Context, p *packet.Packet) {
 	a.publish(ctx, p.Room, packetEvent{Type: "packet", Packet: packetState{State: st}})
 }
 
-// OnExpired tells a packet's room that the sweeper closed it. Wire it to
+// SweepHooks are the App's handlers for what the sweeper did; pass them to
 // packet.Store.RunSweeper.
+func (a *App) SweepHooks() packet.SweepHooks {
+	return packet.SweepHooks{OnExpired: a.OnExpired, OnOpened: a.OnOpened}
+}
+
+// OnOpened tells a packet's room about a packet whose create the sweeper
+// finished (its creating request failed after the debit).
+func (a *App) OnOpened(p packet.Packet) {
+	if time.Now().UnixMilli() >= p.VisibleAt {
+		a.announce(context.Background(), &p)
+		return
+	}
+	a.announceAt(&p)
+}
+
+// OnExpired tells a packet's room that the sweeper closed it.
 func (a *App) OnExpired(f packet.Finished) {
 	a.publish(context.Background(), f.Packet.Room, finishedEvent{
 		Type: "finished", PacketID: f.Packet.ID, Reason: "expired", Luckiest: luckiestOf(f.Luckiest),

@@ -2,7 +2,7 @@ package web
 
 import (
 	"context"
-	"net/http"
+	"encoding/json"
 	"time"
 
 	"github.com/google/uuid"
@@ -45,85 +45,128 @@ func (a *App) createRain(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var req rainRequest
-	if err := decode(c, &req); err != nil {
+	raw, err := readBody(c)
+	if err != nil {
 		return err
+	}
+	plan, err := a.rainPlan(raw)
+	if err != nil {
+		return err
+	}
+	u := userOf(c)
+	ctx, cancel := a.detached(c)
+	defer cancel()
+	// A friendly early refusal; the debit of each packet is what really guards the money.
+	if w, err := a.store.Wallet(ctx, u.ID); err == nil && w.Balance < int64(plan.packets)*plan.total {
+		return packet.Refuse(packet.ErrInsufficientFunds, "this rain needs ¥%s, the wallet holds ¥%s",
+			packet.FormatYuan(int64(plan.packets)*plan.total), packet.FormatYuan(w.Balance))
+	}
+	r, drafts, err := a.draftRain(room, u, plan)
+	if err != nil {
+		return err
+	}
+	respond := func(opened []*packet.Draft) ([]byte, error) {
+		return json.Marshal(map[string]any{"rain": r.with(opened)})
+	}
+	idem, err := idempotencyOf(c, raw, respond)
+	if err != nil {
+		return err
+	}
+	o, err := a.store.Open(ctx, drafts, idem)
+	if err != nil {
+		return err
+	}
+	if !o.Replayed {
+		if len(o.Drafts) < len(drafts) {
+			// The packets made so far hold the sender's money: rain them
+			// rather than strand them; the response lists only them.
+			a.log.Warn("rain cut short", "rain", r.ID, "created", len(o.Drafts), "asked", len(drafts))
+		}
+		a.publish(ctx, room, rainEvent{Type: "rain", Rain: r.with(o.Drafts)})
+		for _, d := range o.Drafts {
+			a.metrics.packet("rain")
+			a.announceAt(&d.Packet)
+		}
+	}
+	return a.created(c, o, respond)
+}
+
+// rainShape is a validated rain request.
+type rainShape struct {
+	packets, count int
+	total          int64
+	duration       time.Duration
+	greeting       string
+}
+
+func (a *App) rainPlan(raw []byte) (rainShape, error) {
+	var req rainRequest
+	if err := decodeBytes(raw, &req); err != nil {
+		return rainShape{}, err
 	}
 	n, err := count(req.Packets, "packets", packet.ErrInvalidCount)
 	if err != nil {
-		return err
+		return rainShape{}, err
 	}
 	if n < 1 || n > a.cfg.MaxRainPackets {
-		return packet.Refuse(packet.ErrInvalidCount, "a rain has 1 to %d packets, got %d", a.cfg.MaxRainPackets, n)
+		return rainShape{}, packet.Refuse(packet.ErrInvalidCount, "a rain has 1 to %d packets, got %d", a.cfg.MaxRainPackets, n)
 	}
 	perTotal, err := fen(req.TotalPerPacket, "total_per_packet", packet.ErrInvalidAmount)
 	if err != nil {
-		return err
+		return rainShape{}, err
 	}
 	perCount, err := count(req.CountPerPacket, "count_per_packet", packet.ErrInvalidCount)
 	if err != nil {
-		return err
+		return rainShape{}, err
 	}
 	secs, err := count(req.DurationSeconds, "duration_seconds", packet.ErrInvalidRequest)
 	if err != nil {
-		return err
+		return rainShape{}, err
 	}
 	duration := time.Duration(secs) * time.Second
 	if duration < time.Second || duration > a.cfg.MaxRainDuration {
-		return invalid("duration_seconds must be from 1 to %d", int(a.cfg.MaxRainDuration.Seconds()))
+		return rainShape{}, invalid("duration_seconds must be from 1 to %d", int(a.cfg.MaxRainDuration.Seconds()))
 	}
 	if err := a.store.Limits().Check(packet.Lucky, perTotal, perCount); err != nil {
-		return err
+		return rainShape{}, err
 	}
-	greeting := greetingOf(req.Greeting)
-	u := userOf(c)
-	ctx := c.Request().Context()
-	// A friendly early refusal; the debit of each packet is what really guards the money.
-	if w, err := a.store.Wallet(ctx, u.ID); err == nil && w.Balance < int64(n)*perTotal {
-		return packet.Refuse(packet.ErrInsufficientFunds, "this rain needs ¥%s, the wallet holds ¥%s",
-			packet.FormatYuan(int64(n)*perTotal), packet.FormatYuan(w.Balance))
-	}
+	return rainShape{packets: n, count: perCount, total: perTotal, duration: duration, greeting: greetingOf(req.Greeting)}, nil
+}
 
+// draftRain splits every packet of a rain, evenly spaced over its
+// duration, the first at its start.
+func (a *App) draftRain(room string, u packet.User, plan rainShape) (rain, []*packet.Draft, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
-		return err
+		return rain{}, nil, err
 	}
 	start := time.Now().Add(a.cfg.RainLead)
 	r := rain{
-		ID: id.String(), Sender: u, Greeting: greeting,
-		StartsAt: start.UnixMilli(), EndsAt: start.Add(duration).UnixMilli(),
-		TotalPerPacket: perTotal, CountPerPacket: perCount,
+		ID: id.String(), Sender: u, Greeting: plan.greeting,
+		StartsAt: start.UnixMilli(), EndsAt: start.Add(plan.duration).UnixMilli(),
+		TotalPerPacket: plan.total, CountPerPacket: plan.count,
 	}
-	var created []*packet.Packet
-	var createErr error
-	for i := 0; i < n; i++ {
-		// Evenly spaced over the duration, the first at the start.
-		visible := start.Add(duration * time.Duration(i) / time.Duration(n))
-		p, err := a.store.Create(ctx, packet.CreateRequest{
-			Room: room, Sender: u, Kind: packet.Lucky, Total: perTotal, Count: perCount,
-			Greeting: greeting, VisibleAt: visible, TTL: a.cfg.RainTTL,
+	drafts := make([]*packet.Draft, plan.packets)
+	for i := range drafts {
+		visible := start.Add(plan.duration * time.Duration(i) / time.Duration(plan.packets))
+		drafts[i], err = a.store.Draft(packet.CreateRequest{
+			Room: room, Sender: u, Kind: packet.Lucky, Total: plan.total, Count: plan.count,
+			Greeting: plan.greeting, VisibleAt: visible, TTL: a.cfg.RainTTL, RainID: r.ID,
 		})
 		if err != nil {
-			createErr = err
-			break
+			return rain{}, nil, err
 		}
-		a.metrics.packet("rain")
-		created = append(created, p)
-		r.Packets = append(r.Packets, rainDrop{ID: p.ID, VisibleAt: p.VisibleAt})
 	}
-	if len(created) == 0 {
-		return createErr
+	return r, drafts, nil
+}
+
+// with is the rain as made of the drafts opened.
+func (r rain) with(opened []*packet.Draft) rain {
+	r.Packets = make([]rainDrop, len(opened))
+	for i, d := range opened {
+		r.Packets[i] = rainDrop{ID: d.ID, VisibleAt: d.VisibleAt}
 	}
-	if createErr != nil {
-		// The packets made so far hold the sender's money: rain them rather
-		// than strand them, and say how many there are.
-		a.log.Warn("rain cut short", "rain", r.ID, "created", len(created), "asked", n, "err", createErr)
-	}
-	a.publish(ctx, room, rainEvent{Type: "rain", Rain: r})
-	for _, p := range created {
-		a.announceAt(p)
-	}
-	return c.JSON(http.StatusCreated, map[string]any{"rain": r})
+	return r
 }
 
 // announceAt publishes p's packet event when it becomes visible.

@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -21,10 +22,23 @@ import (
 // decode reads a JSON body into v. Unknown fields are ignored; a wrong type
 // or malformed JSON is invalid_request.
 func decode(c echo.Context, v any) error {
+	body, err := readBody(c)
+	if err != nil {
+		return err
+	}
+	return decodeBytes(body, v)
+}
+
+func readBody(c echo.Context) ([]byte, error) {
 	body, err := io.ReadAll(c.Request().Body)
 	if err != nil {
-		return invalid("the request body could not be read")
+		return nil, invalid("the request body could not be read")
 	}
+	return body, nil
+}
+
+// decodeBytes is decode for a body already read.
+func decodeBytes(body []byte, v any) error {
 	if !utf8.Valid(body) {
 		// encoding/json would quietly turn bad bytes into U+FFFD.
 		return invalid("the request body is not valid UTF-8")
@@ -188,41 +202,96 @@ func (a *App) createPacket(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	var req packetRequest
-	if err := decode(c, &req); err != nil {
+	raw, err := readBody(c)
+	if err != nil {
 		return err
+	}
+	req, err := a.packetRequest(raw)
+	if err != nil {
+		return err
+	}
+	req.Room, req.Sender = room, userOf(c)
+	d, err := a.store.Draft(req)
+	if err != nil {
+		return err
+	}
+	respond := func(opened []*packet.Draft) ([]byte, error) {
+		return json.Marshal(map[string]any{"packet": packetState{State: freshState(&opened[0].Packet)}})
+	}
+	idem, err := idempotencyOf(c, raw, respond)
+	if err != nil {
+		return err
+	}
+	// The steps run to the end even if the client goes away: a debit must
+	// not be left without its packet, nor a packet unannounced.
+	ctx, cancel := a.detached(c)
+	defer cancel()
+	o, err := a.store.Open(ctx, []*packet.Draft{d}, idem)
+	if err != nil {
+		return err
+	}
+	if !o.Replayed {
+		a.metrics.packet(string(req.Kind))
+		a.announce(ctx, &d.Packet)
+	}
+	return a.created(c, o, respond)
+}
+
+// packetRequest parses a create body.
+func (a *App) packetRequest(raw []byte) (packet.CreateRequest, error) {
+	var req packetRequest
+	if err := decodeBytes(raw, &req); err != nil {
+		return packet.CreateRequest{}, err
 	}
 	total, err := fen(req.Total, "total", packet.ErrInvalidAmount)
 	if err != nil {
-		return err
+		return packet.CreateRequest{}, err
 	}
 	n, err := count(req.Count, "count", packet.ErrInvalidCount)
 	if err != nil {
-		return err
+		return packet.CreateRequest{}, err
 	}
 	var ttl time.Duration
 	if req.TTLSeconds != "" {
 		secs, err := count(req.TTLSeconds, "ttl_seconds", packet.ErrInvalidRequest)
 		if err != nil {
-			return err
+			return packet.CreateRequest{}, err
 		}
 		if secs <= 0 {
-			return invalid("ttl_seconds must be positive")
+			return packet.CreateRequest{}, invalid("ttl_seconds must be positive")
 		}
 		ttl = time.Duration(secs) * time.Second
 	}
-	greeting := greetingOf(req.Greeting)
-	p, err := a.store.Create(c.Request().Context(), packet.CreateRequest{
-		Room: room, Sender: userOf(c), Kind: packet.Kind(req.Kind), Total: total, Count: n,
-		Greeting: greeting, TTL: ttl,
-	})
-	if err != nil {
-		return err
+	return packet.CreateRequest{Kind: packet.Kind(req.Kind), Total: total, Count: n,
+		Greeting: greetingOf(req.Greeting), TTL: ttl}, nil
+}
+
+// freshState is a packet just opened: every share still in it.
+func freshState(p *packet.Packet) packet.State {
+	return packet.State{Packet: *p, Status: packet.StatusActive, RemainingCount: p.Count, RemainingAmount: p.Total}
+}
+
+// created writes a create's response: the stored one on a replay (marked
+// with Idempotent-Replayed), else the one respond builds.
+func (a *App) created(c echo.Context, o *packet.Opened, respond func([]*packet.Draft) ([]byte, error)) error {
+	body := o.Body
+	if body == nil {
+		var err error
+		if body, err = respond(o.Drafts); err != nil {
+			return err
+		}
 	}
-	a.metrics.packet(req.Kind)
-	a.announce(c.Request().Context(), p)
-	st := packet.State{Packet: *p, Status: packet.StatusActive, RemainingCount: p.Count, RemainingAmount: p.Total}
-	return c.JSON(http.StatusCreated, map[string]any{"packet": packetState{State: st}})
+	if o.Replayed {
+		c.Response().Header().Set("Idempotent-Replayed", "true")
+	}
+	return c.JSONBlob(http.StatusCreated, body)
+}
+
+// detached is a context for steps that must finish whatever the client
+// does: it keeps the request's values, not its cancellation, and ends after
+// CreateTimeout.
+func (a *App) detached(c echo.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(c.Request().Context()), a.cfg.CreateTimeout)
 }
 
 func (a *App) grabREST(c echo.Context) error {
@@ -303,7 +372,7 @@ func (a *App) roomPackets(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	list, err := a.store.RoomPackets(c.Request().Context(), room, userOf(c).ID, activeOnly, limit)
+	list, next, err := a.store.RoomPackets(c.Request().Context(), room, userOf(c).ID, activeOnly, c.QueryParam("cursor"), limit)
 	if err != nil {
 		return err
 	}
@@ -311,7 +380,7 @@ func (a *App) roomPackets(c echo.Context) error {
 	for i, l := range list {
 		out[i] = packetState{State: l.State, GrabbedByMe: l.Mine}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"packets": out})
+	return c.JSON(http.StatusOK, map[string]any{"packets": out, "next_cursor": next})
 }
 
 type total struct {
@@ -325,6 +394,9 @@ type meResponse struct {
 	Received total       `json:"received"`
 	Sent     total       `json:"sent"`
 	Refunded int64       `json:"refunded"`
+	// Pending is what the user won that is not committed yet: not in
+	// balance or received until it is.
+	Pending total `json:"pending"`
 }
 
 func (a *App) me(c echo.Context) error {
@@ -338,6 +410,7 @@ func (a *App) me(c echo.Context) error {
 		Received: total{w.ReceivedTotal, w.ReceivedCount},
 		Sent:     total{w.SentTotal, w.SentCount},
 		Refunded: w.Refunded,
+		Pending:  total{w.PendingTotal, w.PendingCount},
 	})
 }
 
@@ -346,9 +419,12 @@ func (a *App) myClaims(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	claims, err := a.store.Claims(c.Request().Context(), userOf(c).ID, limit)
+	claims, next, err := a.store.Claims(c.Request().Context(), userOf(c).ID, c.QueryParam("cursor"), limit)
 	if err != nil {
 		return err
+	}
+	if next != "" {
+		c.Response().Header().Set("X-Next-Cursor", next)
 	}
 	return c.JSON(http.StatusOK, claims)
 }
@@ -357,6 +433,7 @@ type auditResponse struct {
 	OK            bool     `json:"ok"`
 	Funded        int64    `json:"funded"`
 	Balances      int64    `json:"balances"`
+	Escrow        int64    `json:"escrow"`
 	PendingDebits int64    `json:"pending_debits"`
 	SharesLeft    int64    `json:"shares_left"`
 	Uncredited    int64    `json:"uncredited"`
@@ -368,7 +445,8 @@ type auditResponse struct {
 }
 
 // adminAudit checks that money is conserved across every wallet and packet.
-// It walks the whole keyspace: an operator's tool, not a hot path.
+// With a ledger it reads one snapshot plus the live packets; without one it
+// walks the whole keyspace: an operator's tool, not a hot path.
 func (a *App) adminAudit(c echo.Context) error {
 	r, err := a.store.Audit(c.Request().Context())
 	if err != nil {
@@ -378,8 +456,30 @@ func (a *App) adminAudit(c echo.Context) error {
 		r.Problems = []string{}
 	}
 	return c.JSON(http.StatusOK, auditResponse{
-		OK: r.OK(), Funded: r.Funded, Balances: r.Balances, PendingDebits: r.PendingDebits,
+		OK: r.OK(), Funded: r.Funded, Balances: r.Balances, Escrow: r.Escrow, PendingDebits: r.PendingDebits,
 		SharesLeft: r.SharesLeft, Uncredited: r.Uncredited, UnpaidRefunds: r.UnpaidRefunds,
 		Wallets: r.Wallets, Packets: r.Packets, Claims: r.Claims, Problems: r.Problems,
 	})
+}
+
+// adminReconcile compares Redis with the ledger now and lists every
+// difference. The journal check covers the last 24 h, or all of history
+// with ?full=true.
+func (a *App) adminReconcile(c echo.Context) error {
+	since := time.Now().Add(-24 * time.Hour)
+	switch c.QueryParam("full") {
+	case "", "false":
+	case "true":
+		since = time.Time{}
+	default:
+		return invalid("full must be true or false")
+	}
+	rep, err := a.store.Reconcile(c.Request().Context(), since)
+	if errors.Is(err, packet.ErrNoLedger) {
+		return packet.Refuse(packet.ErrNotFound, "reconciliation needs HONGBAO_DATABASE_URL")
+	}
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"ok": rep.OK(), "report": rep})
 }

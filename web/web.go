@@ -69,6 +69,9 @@ type Config struct {
 	RainTTL time.Duration
 	// GrabTimeout bounds one grab's Redis work. Default 5 s.
 	GrabTimeout time.Duration
+	// CreateTimeout bounds the steps of a create or rain, which run to the
+	// end even when the client goes away. Default 10 s.
+	CreateTimeout time.Duration
 	// Static is the demo page's files, served at /. Default nil: no page.
 	Static fs.FS
 	// Registerer receives the App's metrics and Gatherer serves /metrics.
@@ -99,6 +102,7 @@ var DefaultConfig = Config{
 	RainLead:        3 * time.Second,
 	RainTTL:         5 * time.Minute,
 	GrabTimeout:     5 * time.Second,
+	CreateTimeout:   10 * time.Second,
 }
 
 func (c Config) withDefaults() Config {
@@ -147,6 +151,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.GrabTimeout <= 0 {
 		c.GrabTimeout = d.GrabTimeout
+	}
+	if c.CreateTimeout <= 0 {
+		c.CreateTimeout = d.CreateTimeout
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -234,6 +241,7 @@ func (a *App) Echo() *echo.Echo {
 	}))
 	api.POST("/admin/credit", a.adminCredit, a.requireAdmin)
 	api.GET("/admin/audit", a.adminAudit, a.requireAdmin)
+	api.GET("/admin/reconcile", a.adminReconcile, a.requireAdmin)
 	user := api.Group("", a.requireUser)
 	user.POST("/rooms/:room/packets", a.createPacket)
 	user.POST("/rooms/:room/rains", a.createRain)

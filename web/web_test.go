@@ -3,7 +3,11 @@ package web
 import (
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
+	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -75,6 +79,7 @@ func TestErrorObjectCovers(t *testing.T) {
 		{packet.ErrNotFound, 404, "not_found"},
 		{packet.ErrAlreadyGrabbed, 409, "already_grabbed"},
 		{packet.ErrInsufficientFunds, 409, "insufficient_funds"},
+		{packet.ErrIdempotencyConflict, 409, "idempotency_conflict"},
 		{packet.ErrSoldOut, 410, "sold_out"},
 		{packet.ErrExpired, 410, "expired"},
 		{packet.ErrNotYet, 425, "not_yet"},
@@ -95,9 +100,18 @@ func TestErrorObjectCovers(t *testing.T) {
 	if _, obj := errorObject(errors.New("secret internals")); strings.Contains(obj.Message, "secret") {
 		t.Fatalf("internal error leaked: %+v", obj)
 	}
-	// Every documented code has a status.
-	if len(statusOf) != 17 {
-		t.Fatalf("%d codes mapped, the protocol has 17", len(statusOf))
+	// The documented codes and the mapped ones are the same, with the same
+	// statuses.
+	doc, err := os.ReadFile("../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := map[string]int{}
+	for _, m := range regexp.MustCompile("(?m)^\\| `([a-z_]+)` \\| (\\d{3}) \\|").FindAllStringSubmatch(string(doc), -1) {
+		documented[m[1]], _ = strconv.Atoi(m[2])
+	}
+	if !maps.Equal(documented, statusOf) {
+		t.Fatalf("docs/protocol.md documents %v, the server maps %v", documented, statusOf)
 	}
 	_ = http.StatusOK
 }
