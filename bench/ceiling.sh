@@ -7,6 +7,8 @@
 #   evalsha  EVALSHA of packet/lua/grabmany.lua with one user (the one-grab
 #            script hongbao runs for a lone grab), every call a successful grab:
 #            a packet with enough shares, a fresh random user id per call.
+#            OUTBOX=1 (the default) appends each claim to the settlement
+#            outbox as the ledger mode does; OUTBOX=0 does not (Redis-only).
 #   lpop     redis-benchmark's own LPOP test: the raw ceiling of one command.
 # 50 clients (redis-benchmark's default), -P <pipeline> (default 1).
 # Uses keys under bench:ceil:* and deletes them afterwards.
@@ -18,15 +20,16 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cli() { redis-cli -p "$PORT" "$@"; }
 
 SHA=$(cli SCRIPT LOAD "$(cat "$ROOT/packet/lua/grabmany.lua")")
-META='bench:ceil:{p:1}:meta' SHARES='bench:ceil:{p:1}:shares' CLAIMS='bench:ceil:{p:1}:claims'
-cli DEL "$META" "$SHARES" "$CLAIMS" >/dev/null
+OUTBOX=${OUTBOX:-1}
+META='bench:ceil:{p:1}:meta' SHARES='bench:ceil:{p:1}:shares' CLAIMS='bench:ceil:{p:1}:claims' BOX='bench:ceil:{p:1}:outbox'
+cli DEL "$META" "$SHARES" "$CLAIMS" "$BOX" >/dev/null
 SHARECOUNT=$((N + N / 10))
 cli HSET "$META" status active visible_at 0 expires_at 99999999999999 count "$SHARECOUNT" room ceiling >/dev/null
 # Fill the shares list in chunks of 1000 inside Redis.
-cli EVAL "local n=tonumber(ARGV[1]) local t={} for i=1,1000 do t[i]='7' end for i=1,n,1000 do redis.call('RPUSH',KEYS[1],unpack(t)) end return redis.call('LLEN',KEYS[1])" 1 "$SHARES" "$SHARECOUNT" >/dev/null
+cli EVAL "local n=tonumber(ARGV[1]) local t={} for i=1,1000 do t[i]='7:7' end for i=1,n,1000 do redis.call('RPUSH',KEYS[1],unpack(t)) end return redis.call('LLEN',KEYS[1])" 1 "$SHARES" "$SHARECOUNT" >/dev/null
 before=$(cli LLEN "$SHARES")
 cli CONFIG RESETSTAT >/dev/null
-out=$(redis-benchmark -p "$PORT" -n "$N" -P "$P" -r 1000000000 -q EVALSHA "$SHA" 3 "$META" "$SHARES" "$CLAIMS" user:__rand_int__ name 2>&1 | tr '\r' '\n' | grep -E 'requests per second' | tail -1)
+out=$(redis-benchmark -p "$PORT" -n "$N" -P "$P" -r 1000000000 -q EVALSHA "$SHA" 4 "$META" "$SHARES" "$CLAIMS" "$BOX" "$OUTBOX" user:__rand_int__ token name 2>&1 | tr '\r' '\n' | grep -E 'requests per second' | tail -1)
 after=$(cli LLEN "$SHARES")
 popped=$((before - after))
 # Every call must have been a real grab (a repeated random id is refused as
@@ -37,7 +40,7 @@ if (( popped < N * 99 / 100 )); then
 fi
 usec=$(cli INFO commandstats | tr -d '\r' | grep '^cmdstat_evalsha:' | sed -E 's/.*usec_per_call=([0-9.]+).*/\1/')
 echo "evalsha $(echo "$out" | sed -E 's/.*: ([0-9.]+) requests per second.*/\1/') (shares taken $popped of $N; ${usec} usec per call inside Redis)"
-cli DEL "$META" "$SHARES" "$CLAIMS" >/dev/null
+cli DEL "$META" "$SHARES" "$CLAIMS" "$BOX" >/dev/null
 out=$(redis-benchmark -p "$PORT" -n "$N" -P "$P" -q -t lpush,lpop 2>&1 | tr '\r' '\n' | grep -E '^LPOP' | tail -1)
 echo "lpop $(echo "$out" | sed -E 's/.*: ([0-9.]+) requests per second.*/\1/')"
 cli DEL mylist >/dev/null

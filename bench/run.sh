@@ -6,8 +6,12 @@
 #   SECTIONS="ceiling hot" bench/run.sh   # only some sections
 #   QUICK=1 bench/run.sh                  # small N, one repetition: a smoke run
 #
-# Sections (in this order): ceiling hot watchmulti spread fanout rain two
-# Needs: go, redis-server, redis-benchmark, redis-cli, python3; for the
+# Sections (in this order): ceiling hot watchmulti spread fanout rain two settled
+# hot and rain run with settlement on (a PostgreSQL ledger) and off (wallets in
+# Redis); settled measures what 100 000 settled packets leave in Redis.
+# Needs: go, redis-server, redis-benchmark, redis-cli, python3, psql and a
+# PostgreSQL that PGURL can create databases on (default
+# postgres://postgres@127.0.0.1:5432/postgres); for the
 # Centrifugo comparison, centrifugo v6 on PATH or in $CENTRIFUGO:
 #   go install github.com/centrifugal/centrifugo/v6@v6.9.1
 # Every process it starts is bounded by `timeout` and killed on exit.
@@ -17,11 +21,12 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:-/tmp/hongbao-bench-$(date -u +%Y%m%dT%H%M%S)}
 REPS=${REPS:-3}
 RPORT=${RPORT:-6390}
-SECTIONS=${SECTIONS:-"ceiling hot watchmulti spread fanout rain two"}
+SECTIONS=${SECTIONS:-"ceiling hot watchmulti spread fanout rain two settled"}
+PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432/postgres}
 CENTRIFUGO=${CENTRIFUGO:-$(command -v centrifugo || echo "$(go env GOPATH)/bin/centrifugo")}
 SECRET=benchsecret ADMIN=benchadmin APIKEY=benchapikey
 if [[ -n "${QUICK:-}" ]]; then
-  REPS=1 CEIL_N=50000 HOT_N=200 HOT_S=100 HOT_R=5 WM_K=200 WM_R=2 SPREAD_N=200 RAIN_N=1000 RAIN_P=3 RAIN_D=3s FAN_NS="500 1000" FAN_B=5 TWO_FAN_N=1000
+  REPS=1 CEIL_N=50000 HOT_N=200 HOT_S=100 HOT_R=5 WM_K=200 WM_R=2 SPREAD_N=200 RAIN_N=1000 RAIN_P=3 RAIN_D=3s FAN_NS="500 1000" FAN_B=5 TWO_FAN_N=1000 SETTLED_N=2000
 fi
 HOT_N=${HOT_N:-1000} HOT_S=${HOT_S:-500} HOT_R=${HOT_R:-20}
 WM_K=${WM_K:-1000} WM_R=${WM_R:-3}
@@ -29,6 +34,7 @@ SPREAD_N=${SPREAD_N:-1000}
 RAIN_N=${RAIN_N:-10000} RAIN_P=${RAIN_P:-20} RAIN_D=${RAIN_D:-60s}
 FAN_NS=${FAN_NS:-"1000 5000 10000 19000"} FAN_B=${FAN_B:-10}
 TWO_FAN_N=${TWO_FAN_N:-10000}
+SETTLED_N=${SETTLED_N:-100000}
 SOURCES=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5
 
 mkdir -p "$OUT/bin"
@@ -41,7 +47,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-(cd "$ROOT" && go build -o "$OUT/bin/hb" ./server && go build -o "$OUT/bin/load" ./bench/load && go build -o "$OUT/bin/watchmulti" ./bench/watchmulti/cmd)
+(cd "$ROOT" && go build -o "$OUT/bin/hb" ./server && go build -o "$OUT/bin/load" ./bench/load && go build -o "$OUT/bin/watchmulti" ./bench/watchmulti/cmd && go build -o "$OUT/bin/settled" ./bench/settled)
 {
   echo "date: $(date -u +%FT%TZ)"; echo "uname: $(uname -srm)"; echo "cpus: $(nproc)"
   grep -m1 'model name' /proc/cpuinfo || true
@@ -78,6 +84,24 @@ start_hb() {
 }
 stop_pid() { kill "$1" 2>/dev/null || true; for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done; kill -9 "$1" 2>/dev/null || true; }
 fresh() { redis-cli -p "$RPORT" FLUSHALL >/dev/null; }
+# fresh_db <name>: a new, empty PostgreSQL database; prints its URL.
+fresh_db() {
+  local name="hbbench_$1_$$"
+  psql -q "$PGURL" -c "drop database if exists $name" -c "create database $name" >/dev/null
+  echo "${PGURL%/*}/$name"
+}
+# lag <port> <file>: the settlement-lag histogram of the instance on port.
+# It waits until the settler has been quiet for a second, so that every
+# claim of the run is counted.
+lag() {
+  local before=-1 now
+  for _ in $(seq 30); do
+    now=$(curl -sf "http://127.0.0.1:$1/metrics" | awk '/^hongbao_settlement_lag_seconds_count/{print $2}')
+    [[ "$now" == "$before" ]] && break
+    before=$now; sleep 1
+  done
+  curl -sf "http://127.0.0.1:$1/metrics" | grep '^hongbao_settlement_lag_seconds' >"$2" || true
+}
 load() { timeout 5m "$OUT/bin/load" -timeout 4m -secret $SECRET -admin-token $ADMIN -api-key $APIKEY -q -json "$@"; }
 cf_start() {
   timeout 1h "$CENTRIFUGO" -c "$ROOT/bench/centrifugo.json" >>"$OUT/centrifugo.log" 2>&1 &
@@ -101,11 +125,17 @@ if section ceiling; then
 fi
 
 if section hot; then
-  for mode in on off; do
+  # ledger: settlement on (coalescing on); on / off: wallets in Redis, coalescing on / off.
+  for mode in ledger on off; do
     for r in $(seq "$REPS"); do
       fresh
-      if [[ $mode == on ]]; then pid=$(start_hb 8080); else pid=$(start_hb 8080 HONGBAO_COALESCE_GRABS=false); fi
+      case $mode in
+        ledger) pid=$(start_hb 8080 HONGBAO_DATABASE_URL="$(fresh_db "hot$r")") ;;
+        on) pid=$(start_hb 8080) ;;
+        off) pid=$(start_hb 8080 HONGBAO_COALESCE_GRABS=false) ;;
+      esac
       load -scenario hot -n "$HOT_N" -shares "$HOT_S" -rounds "$HOT_R" -pids "$pid" -redis "$REDIS_URL" >"$OUT/hot-$mode-$r.json" || echo "hot-$mode-$r FAILED"
+      [[ $mode == ledger ]] && lag 8080 "$OUT/hot-ledger-$r.lag"
       stop_pid "$pid"
     done
   done
@@ -147,6 +177,10 @@ if section rain; then
     fresh; pid=$(start_hb 8080)
     load -scenario rain -n "$RAIN_N" -packets "$RAIN_P" -shares 500 -duration "$RAIN_D" -pids "$pid" -redis "$REDIS_URL" -source-ips $SOURCES >"$OUT/rain-$r.json" || echo "rain-$r FAILED"
     stop_pid "$pid"
+    fresh; pid=$(start_hb 8080 HONGBAO_DATABASE_URL="$(fresh_db "rain$r")")
+    load -scenario rain -n "$RAIN_N" -packets "$RAIN_P" -shares 500 -duration "$RAIN_D" -pids "$pid" -redis "$REDIS_URL" -source-ips $SOURCES >"$OUT/rainledger-$r.json" || echo "rainledger-$r FAILED"
+    lag 8080 "$OUT/rainledger-$r.lag"
+    stop_pid "$pid"
   done
 fi
 
@@ -170,6 +204,12 @@ if section two; then
     load -url $urls -scenario fanout -n "$TWO_FAN_N" -packets "$FAN_B" -interval 1s,200ms -pids "$p1,$p2" -source-ips $SOURCES >"$OUT/two-fanout-$r.json" || echo "two-fanout-$r FAILED"
     stop_pid "$p1"; stop_pid "$p2"
   done
+fi
+
+if section settled; then
+  fresh
+  timeout 30m "$OUT/bin/settled" -redis "$REDIS_URL" -db "$(fresh_db settled)" -n "$SETTLED_N" >"$OUT/settled.json" || echo "settled FAILED"
+  cat "$OUT/settled.json"
 fi
 
 echo "$(date -u +%T) end: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/load.txt"

@@ -87,12 +87,14 @@ def grabrow(label, runs):
 print("\n## Grabs\n")
 print("| scenario | ok grabs/s, median (runs) | answered/s | latency p50 / p99 ms | Redis µs in scripts per ok grab | Redis process µs per ok grab | server CPU µs per answered grab | load tool CPU µs per answered grab | dropped conns | audit |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+hot_ledger = grabrow("hot, settlement on (ledger), coalescing on", load("hot-ledger-*.json"))
 hot_on_runs = load("hot-on-*.json")
 hot_on = grabrow("hot, coalescing on", hot_on_runs)
 hot_on_ans = med([(r.get("grabs") or {}).get("attempts_per_s") for r in hot_on_runs])
 hot_off = grabrow("hot, coalescing off", load("hot-off-*.json"))
 spread = grabrow("spread", load("spread-*.json"))
-rain = grabrow("rain", load("rain-*.json"))
+rain = grabrow("rain, settlement off", load("rain-[0-9]*.json"))
+rain_ledger = grabrow("rain, settlement on (ledger)", load("rainledger-*.json"))
 two_hot = grabrow("hot, two instances (COALESCE_ABOVE=500 each)", load("two-hot-*.json"))
 two_spread = grabrow("spread, two instances", load("two-spread-*.json"))
 for r in load("two-default-hot-*.json"):
@@ -105,14 +107,54 @@ print("\n## WATCH/MULTI baseline (direct to Redis, no WebSocket)\n")
 print(f"grabs/s median {fmt(wmg)} (runs {', '.join(fmt(w.get('grabs_per_s')) for w in wm)}); "
       f"aborted EXECs per successful grab {fmt(wma, 1)}; conserved: {all(w.get('conserved') for w in wm) if wm else 'n/m'}")
 
-rr = load("rain-*.json")
-if rr:
-    print("\n## Rain\n")
+for label, pattern in (("settlement off", "rain-[0-9]*.json"), ("settlement on", "rainledger-*.json")):
+    rr = load(pattern)
+    if not rr:
+        continue
+    print(f"\n## Rain, {label}\n")
     e = [r.get("rain") or {} for r in rr]
     print(f"packets emptied: {[x.get('emptied') for x in e]} of {[x.get('packets') for x in e]}; "
           f"time to empty p50 {fmt(med([x.get('time_to_empty', {}).get('p50_ms') for x in e]))} ms, "
           f"max {fmt(med([x.get('time_to_empty', {}).get('max_ms') for x in e]))} ms; "
           f"codes {[ (r.get('grabs') or {}).get('codes') for r in rr]}")
+
+
+def lag_quantiles(path):
+    """p50 and p99 of a Prometheus histogram dump, as the upper bound of the
+    bucket each falls in (seconds)."""
+    buckets, count = [], 0
+    for line in open(path):
+        m = re.match(r'hongbao_settlement_lag_seconds_bucket\{le="([^"]+)"\} (\S+)', line)
+        if m:
+            buckets.append((float("inf") if m.group(1) == "+Inf" else float(m.group(1)), float(m.group(2))))
+        m = re.match(r"hongbao_settlement_lag_seconds_count (\S+)", line)
+        if m:
+            count = float(m.group(1))
+    def q(p):
+        for le, c in sorted(buckets):
+            if count and c >= p * count:
+                return le
+        return None
+    return q(0.5), q(0.99), count
+
+
+lags = [(f, lag_quantiles(f)) for f in sorted(glob.glob(os.path.join(out, "*.lag")))]
+if lags:
+    print("\n## Settlement lag (grab → committed ledger row; bucket upper bounds)\n")
+    print("| run | claims | p50 ≤ | p99 ≤ |")
+    print("|---|---:|---:|---:|")
+    for f, (p50, p99, n) in lags:
+        print(f"| {os.path.basename(f)[:-4]} | {fmt(n)} | {fmt(p50 * 1000 if p50 is not None else None)} ms | {fmt(p99 * 1000 if p99 is not None else None)} ms |")
+
+st = load("settled.json")
+if st:
+    s0 = st[0]
+    print("\n## Settled packets in Redis\n")
+    print(f"{s0['packets']:,} packets of {s0['shares_per_packet']} shares, opened in {s0['open_seconds']:.1f} s, grabbed in {s0['grab_seconds']:.1f} s, "
+          f"settled and gone from Redis {s0['settle_seconds']:.1f} s later; Redis used_memory {s0['redis_used_memory_before']:,} B before, "
+          f"{s0['redis_used_memory_after']:,} B after: **{s0['redis_bytes_per_settled_packet']:.2f} B per settled packet**, "
+          f"{s0['redis_keys_after']} keys left; audit with that history: **{s0['audit_seconds'] * 1000:.0f} ms**, "
+          f"{'clean' if s0['audit_ok'] else 'FAILED'}, {s0['audit_live_packets']} live packets")
 
 print("\n## Fan-out\n")
 print("| target | N | every | delivered / expected (worst run) | p50 ms | p99 ms | max ms | server CPU µs/delivery | load tool CPU µs/delivery | RSS B/conn | runs |")

@@ -44,7 +44,10 @@ async function loadMe() {
   try {
     const me = await meInFlight;
     if (me.user) state.user = me.user;
-    if (Number.isInteger(me.balance)) renderBalance(me.balance);
+    // Money won but not committed to the ledger yet is the user's all the
+    // same: show it in the balance (it lands within a second).
+    const pending = Number.isInteger(me.pending?.total) ? me.pending.total : 0;
+    if (Number.isInteger(me.balance)) renderBalance(me.balance + pending);
     state.received = me.received ?? null;
     state.sent = me.sent ?? null;
     renderStats();
