@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 )
 
@@ -61,50 +60,23 @@ func (s *Store) Reconcile(ctx context.Context, since time.Time) (ReconcileReport
 	return rep, nil
 }
 
-// Reconciler runs Reconcile every interval, each run checking the journal
-// from a little before the previous one began, and keeps the last report.
-type Reconciler struct {
-	s    *Store
-	mu   sync.Mutex
-	last *ReconcileReport
-}
-
-// NewReconciler returns a Reconciler for s.
-func NewReconciler(s *Store) *Reconciler { return &Reconciler{s: s} }
-
-// Last is the latest report, nil before the first run.
-func (r *Reconciler) Last() *ReconcileReport {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.last
-}
-
-// Run reconciles every interval until ctx ends. It does nothing without a
+// RunReconciler reconciles every interval until ctx ends, each run
+// checking the journal from a little before the previous one began; what it
+// finds is logged and counted in the metrics. It does nothing without a
 // ledger.
-func (r *Reconciler) Run(ctx context.Context, interval time.Duration) {
-	if r.s.led == nil {
+func (s *Store) RunReconciler(ctx context.Context, interval time.Duration) {
+	if s.led == nil {
 		return
 	}
-	since := r.s.cfg.Now().Add(-interval)
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+	since := s.cfg.Now().Add(-interval)
+	every(ctx, interval, func() {
+		start := s.cfg.Now()
+		if _, err := s.Reconcile(ctx, since); err != nil {
+			s.cfg.Logger.Warn("reconciliation failed", "err", err)
 			return
-		case <-t.C:
 		}
-		start := r.s.cfg.Now()
-		rep, err := r.s.Reconcile(ctx, since)
-		if err != nil {
-			r.s.cfg.Logger.Warn("reconciliation failed", "err", err)
-			continue
-		}
-		r.mu.Lock()
-		r.last = &rep
-		r.mu.Unlock()
 		// Overlap the windows so that a write committing across a run's
 		// start is checked by one run or the next.
 		since = start.Add(-time.Minute)
-	}
+	})
 }

@@ -75,6 +75,23 @@ func (s *Store) visit(ctx context.Context, id string, rep *SweepReport) error {
 // RunSweeper calls Sweep every interval until ctx ends, handing what each
 // sweep did to hooks.
 func (s *Store) RunSweeper(ctx context.Context, interval time.Duration, hooks SweepHooks) {
+	every(ctx, interval, func() {
+		for {
+			rep, err := s.Sweep(ctx)
+			if err != nil {
+				s.cfg.Logger.Warn("sweep failed", "err", err)
+				return
+			}
+			hooks.report(rep)
+			if rep.Visited < s.cfg.SweepBatch {
+				return
+			}
+		}
+	})
+}
+
+// every calls fn every interval until ctx ends.
+func every(ctx context.Context, interval time.Duration, fn func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -82,17 +99,7 @@ func (s *Store) RunSweeper(ctx context.Context, interval time.Duration, hooks Sw
 		case <-ctx.Done():
 			return
 		case <-t.C:
-		}
-		for {
-			rep, err := s.Sweep(ctx)
-			if err != nil {
-				s.cfg.Logger.Warn("sweep failed", "err", err)
-				break
-			}
-			hooks.report(rep)
-			if rep.Visited < s.cfg.SweepBatch {
-				break
-			}
+			fn()
 		}
 	}
 }

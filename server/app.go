@@ -185,7 +185,7 @@ func (in *instance) run(ctx context.Context) error {
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		packet.NewReconciler(in.store).Run(bg, in.cfg.ReconcileEvery)
+		in.store.RunReconciler(bg, in.cfg.ReconcileEvery)
 	}()
 	go func() {
 		defer wg.Done()
