@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -19,10 +20,15 @@ func (s *Store) openRedis(ctx context.Context, drafts []*Draft, idem *Idempotenc
 	var opened []*Draft
 	var err error
 	for _, d := range drafts {
-		if err = s.openOne(ctx, d); err != nil {
+		var debited bool
+		debited, err = s.openOne(ctx, d)
+		if debited {
+			// Debited: it opens, now or by the sweeper after PendingGrace.
+			opened = append(opened, d)
+		}
+		if err != nil {
 			break
 		}
-		opened = append(opened, d)
 	}
 	if idem == nil {
 		if len(opened) == 0 {
@@ -33,16 +39,21 @@ func (s *Store) openRedis(ctx context.Context, drafts []*Draft, idem *Idempotenc
 	return s.keepResponse(ctx, drafts[0].Sender.ID, idem, opened, err)
 }
 
-// openOne creates one packet: pending, debited, active.
-func (s *Store) openOne(ctx context.Context, d *Draft) error {
+// openOne creates one packet: pending, debited, active. It reports whether
+// the sender was debited, even when a later step failed.
+func (s *Store) openOne(ctx context.Context, d *Draft) (bool, error) {
 	if err := s.createPending(ctx, d); err != nil {
-		return err
+		return false, err
 	}
 	if err := s.debit(ctx, &d.Packet); err != nil {
-		return err
+		return false, err
 	}
-	return s.activate(ctx, &d.Packet)
+	return true, s.activate(ctx, &d.Packet)
 }
+
+// reservationTTL is how long a key stays reserved by a request that has
+// not finished.
+const reservationTTL = 2 * time.Minute
 
 // reserveKey claims an Idempotency-Key for this request. It returns a replay
 // when the key holds a finished request with the same hash, and a refusal
@@ -50,7 +61,9 @@ func (s *Store) openOne(ctx context.Context, d *Draft) error {
 func (s *Store) reserveKey(ctx context.Context, sender string, idem *Idempotency) (*Opened, error) {
 	key := s.k.idem(sender, idem.Key)
 	hash := hex.EncodeToString(idem.RequestHash)
-	ok, err := s.rdb.SetNX(ctx, key, hash+"|", idempotencyTTL).Result()
+	// The reservation outlives any request (CreateTimeout) but not by
+	// much: a crashed request does not block its key for a day.
+	ok, err := s.rdb.SetNX(ctx, key, hash+"|", reservationTTL).Result()
 	if err != nil {
 		return nil, unavailable("idempotency", err)
 	}

@@ -163,8 +163,14 @@ func (s *Store) runGrab(ctx context.Context, id string, reqs []grabRequest) ([]a
 	if s.cfg.WaitReplicas == 0 {
 		return s.lua.grab.Run(ctx, s.rdb, s.k.packetKeys(id), args...).Slice()
 	}
+	// WAIT counts the writes made on its own connection: it must follow
+	// the script on the packet's node, on one connection.
+	node, err := s.nodeFor(ctx, s.k.meta(id))
+	if err != nil {
+		return nil, err
+	}
 	var grab, wait *redis.Cmd
-	err := s.pipelined(ctx, func(pipe redis.Pipeliner) {
+	err = s.pipelinedOn(ctx, node, func(pipe redis.Pipeliner) {
 		grab = s.lua.grab.Run(ctx, pipe, s.k.packetKeys(id), args...)
 		wait = pipe.Do(ctx, "WAIT", s.cfg.WaitReplicas, s.cfg.WaitTimeout.Milliseconds())
 	})
@@ -175,6 +181,15 @@ func (s *Store) runGrab(ctx context.Context, id string, reqs []grabRequest) ([]a
 		return nil, fmt.Errorf("grab %s: %d of %d replicas confirmed within %v", id, n, s.cfg.WaitReplicas, s.cfg.WaitTimeout)
 	}
 	return grab.Slice()
+}
+
+// nodeFor is the client of the master that holds key: the cluster's node
+// for its slot, or the one Redis.
+func (s *Store) nodeFor(ctx context.Context, key string) (interface{ Pipeline() redis.Pipeliner }, error) {
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		return cc.MasterForKey(ctx, key)
+	}
+	return s.rdb, nil
 }
 
 // arm makes sure, before a grab, that the sweeper looks at packet id

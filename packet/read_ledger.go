@@ -41,7 +41,7 @@ func (s *Store) ledgerDetail(ctx context.Context, id string) (*Detail, error) {
 func (s *Store) ledgerRoomPackets(ctx context.Context, room, viewer string, activeOnly bool, cursor string, limit int) ([]Listed, string, error) {
 	rows, next, err := s.led.RoomPackets(ctx, room, viewer, cursor, limit)
 	if err != nil {
-		return nil, "", unavailable("room packets", err)
+		return nil, "", readError("room packets", err)
 	}
 	ids := make([]string, len(rows))
 	for i, r := range rows {
@@ -62,6 +62,15 @@ func (s *Store) ledgerRoomPackets(ctx context.Context, room, viewer string, acti
 		}
 	}
 	return out, next, nil
+}
+
+// readError maps a ledger read failure: a cursor the ledger cannot read is
+// the caller's mistake, anything else is unavailable.
+func readError(op string, err error) error {
+	if errors.Is(err, ledger.ErrInvalid) {
+		return Refuse(ErrInvalidRequest, "%s: the cursor is not one this server gave", op)
+	}
+	return unavailable(op, err)
 }
 
 func listedOf(r ledger.Listed) *Listed {
@@ -132,11 +141,12 @@ func (s *Store) ledgerClaims(ctx context.Context, userID, cursor string, limit i
 		if err != nil {
 			return nil, "", err
 		}
-		out = pending
+		// Pending claims are few and come first; the page stays within limit.
+		out = pending[:min(len(pending), max(limit-1, 0))]
 	}
-	rows, next, err := s.led.UserClaims(ctx, userID, cursor, limit)
+	rows, next, err := s.led.UserClaims(ctx, userID, cursor, max(limit-len(out), 1))
 	if err != nil {
-		return nil, "", unavailable("claims", err)
+		return nil, "", readError("claims", err)
 	}
 	for _, r := range rows {
 		out = append(out, UserClaim{PacketID: r.PacketID, Room: r.Room, Amount: r.Amount, At: r.At})

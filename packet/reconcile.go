@@ -13,9 +13,11 @@ import (
 // total, shares + claims = count, escrow = what Redis still holds), and the
 // ledger's journal against its balances. It reports; it never fixes money.
 type ReconcileReport struct {
-	At time.Time `json:"at"`
-	// Since is where the journal check began; zero means all of history.
-	Since time.Time `json:"since"`
+	// At is when the run began, Unix ms.
+	At int64 `json:"at"`
+	// Since is where the journal check began, Unix ms; 0 means all of
+	// history.
+	Since int64 `json:"since"`
 	// Problems are the packet-level differences, each naming its packet
 	// and user.
 	Problems []string `json:"problems"`
@@ -34,7 +36,10 @@ var ErrNoLedger = errors.New("reconciliation needs a ledger")
 // Reconcile compares Redis with the ledger. The journal check covers what
 // changed at or after since (zero: everything).
 func (s *Store) Reconcile(ctx context.Context, since time.Time) (ReconcileReport, error) {
-	rep := ReconcileReport{At: s.cfg.Now(), Since: since, Problems: []string{}, Journal: []string{}}
+	rep := ReconcileReport{At: s.cfg.Now().UnixMilli(), Problems: []string{}, Journal: []string{}}
+	if !since.IsZero() {
+		rep.Since = since.UnixMilli()
+	}
 	if s.led == nil {
 		return rep, ErrNoLedger
 	}
@@ -62,8 +67,9 @@ func (s *Store) Reconcile(ctx context.Context, since time.Time) (ReconcileReport
 
 // RunReconciler reconciles every interval until ctx ends, each run
 // checking the journal from a little before the previous one began; what it
-// finds is logged and counted in the metrics. It does nothing without a
-// ledger.
+// finds is logged and counted in the metrics. Each run also forgets
+// Idempotency-Keys twice as old as the 24 h they are promised for. It does
+// nothing without a ledger.
 func (s *Store) RunReconciler(ctx context.Context, interval time.Duration) {
 	if s.led == nil {
 		return
@@ -74,6 +80,9 @@ func (s *Store) RunReconciler(ctx context.Context, interval time.Duration) {
 		if _, err := s.Reconcile(ctx, since); err != nil {
 			s.cfg.Logger.Warn("reconciliation failed", "err", err)
 			return
+		}
+		if _, err := s.led.ForgetIdempotency(ctx, 2*idempotencyTTL); err != nil {
+			s.cfg.Logger.Warn("forgetting old idempotency keys failed", "err", err)
 		}
 		// Overlap the windows so that a write committing across a run's
 		// start is checked by one run or the next.

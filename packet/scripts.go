@@ -63,8 +63,14 @@ func (sc scripts) load(ctx context.Context, c redis.Scripter) error {
 // built and sent once more. Every pipelined step in this package is
 // idempotent, which makes the repeat safe.
 func (s *Store) pipelined(ctx context.Context, build func(pipe redis.Pipeliner)) error {
+	return s.pipelinedOn(ctx, s.rdb, build)
+}
+
+// pipelinedOn is pipelined on a given client: one node of a cluster, so
+// that every command of the pipeline shares one connection.
+func (s *Store) pipelinedOn(ctx context.Context, c interface{ Pipeline() redis.Pipeliner }, build func(pipe redis.Pipeliner)) error {
 	for attempt := 0; ; attempt++ {
-		pipe := s.rdb.Pipeline()
+		pipe := c.Pipeline()
 		build(pipe)
 		cmds, err := pipe.Exec(ctx)
 		if err == nil || isNil(err) {

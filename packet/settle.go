@@ -197,8 +197,11 @@ func (s *Store) drainOutbox(ctx context.Context, id string) (int, error) {
 			}
 			entries[id] = append(entries[id], m.ID)
 		}
+		// A rejected claim is logged and counted by settleClaims; it is a
+		// difference for the reconciliation, not a reason to stop paying
+		// the others.
 		committed, err := s.settleClaims(ctx, claims)
-		if err != nil {
+		if err != nil && !errors.Is(err, errRejected) {
 			return total, err
 		}
 		total += len(committed)

@@ -2,6 +2,7 @@ package packet
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -80,7 +81,11 @@ func (s *Store) Fund(ctx context.Context, userID string, amount int64, ref strin
 	}
 	if s.led != nil {
 		// Refs are per user, as in Redis-only mode; the ledger's are global.
-		added, balance, err := s.led.Fund(ctx, userID, amount, userID+":"+ref)
+		// User ids never hold '/', so the first one ends the user's part.
+		added, balance, err := s.led.Fund(ctx, userID, amount, userID+"/"+ref)
+		if errors.Is(err, ledger.ErrIdempotencyConflict) {
+			return false, 0, Refuse(ErrIdempotencyConflict, "ref %q was used for a different credit", ref)
+		}
 		if err != nil {
 			return false, 0, unavailable("fund", err)
 		}

@@ -33,7 +33,13 @@ func (s *Store) visitLedger(ctx context.Context, id string, rep *SweepReport) er
 	now := s.cfg.Now().UnixMilli()
 	switch {
 	case status == StatusActive && now < view.ExpiresAt:
-		return s.led.Schedule(ctx, id, view.ExpiresAt)
+		// Grabs are still coming: look again soon, in case an arm set
+		// during this visit was overwritten by it. Else at expiry.
+		next := view.ExpiresAt
+		if n > 0 {
+			next = min(next, now+s.cfg.SettleGrace.Milliseconds())
+		}
+		return s.led.Schedule(ctx, id, next)
 	case status == StatusActive || status == StatusExpired:
 		return s.expireLedger(ctx, view, rep)
 	case status == StatusEmpty:
@@ -75,26 +81,26 @@ func (s *Store) refunded(ctx context.Context, id string) int64 {
 	return v.Refunded
 }
 
-// finishLedger records how a packet ended and, once the ledger holds every
-// claim, marks it settled and lets its Redis keys expire.
+// finishLedger records how a packet ended, commits every claim Redis holds
+// for it (the claims hash is the truth; nothing new can join a finished
+// packet), lets its Redis keys expire and marks it settled. Keys expire
+// before the mark, so a crash in between leaves a packet that is still due
+// and whose next visit finds Redis empty and only marks it.
 func (s *Store) finishLedger(ctx context.Context, view *ledger.PacketView, status Status, at int64, rep *SweepReport) error {
 	if _, err := s.led.Finish(ctx, view.ID, string(status), at); err != nil {
 		return err
 	}
-	err := s.led.MarkSettled(ctx, view.ID)
-	if errors.Is(err, ledger.ErrNotSettled) {
-		// A claim in Redis that never reached the outbox's settlers: the
-		// claims hash is the truth, commit from it.
-		if err := s.commitClaimsHash(ctx, view.ID); err != nil {
-			return err
-		}
-		err = s.led.MarkSettled(ctx, view.ID)
+	if err := s.commitClaimsHash(ctx, view.ID); err != nil && !errors.Is(err, errRejected) {
+		return err
 	}
-	if err != nil {
+	if err := s.retain(ctx, view.ID); err != nil {
+		return err
+	}
+	if err := s.led.MarkSettled(ctx, view.ID); err != nil {
 		return err
 	}
 	rep.Settled++
-	return s.retain(ctx, view.ID)
+	return nil
 }
 
 func (s *Store) commitClaimsHash(ctx context.Context, id string) error {
@@ -110,7 +116,8 @@ func (s *Store) commitClaimsHash(ctx context.Context, id string) error {
 	for i, c := range claims {
 		lcs[i] = ledgerClaim(id, c)
 	}
-	_, err = s.settleClaims(ctx, lcs)
+	committed, err := s.settleClaims(ctx, lcs)
+	s.tidy(ctx, nil, committed)
 	return err
 }
 
@@ -143,6 +150,14 @@ func (s *Store) restore(ctx context.Context, view *ledger.PacketView, rep *Sweep
 		return nil
 	}
 	d := packetOf(view)
+	if !contiguous(view.Claims) {
+		// The shares of the missing positions are unknown to Redis, and a
+		// new grab would take a position the ledger holds: leave it closed
+		// and refund it at expiry. The escrow still holds every fen.
+		s.cfg.Metrics.difference("rebuild_gap")
+		s.cfg.Logger.Error("packet missing in Redis with gaps in its committed claims; it stays closed until expiry", "packet", view.ID)
+		return s.led.Schedule(ctx, view.ID, view.ExpiresAt)
+	}
 	if err := s.storeCmd(ctx, s.rdb, d, StatusActive, view.Claims).Err(); err != nil {
 		return err
 	}
@@ -153,6 +168,16 @@ func (s *Store) restore(ctx context.Context, view *ledger.PacketView, rep *Sweep
 		s.cfg.Logger.Warn("packet was missing in Redis; rebuilt from the ledger", "packet", view.ID, "claims", len(view.Claims))
 	}
 	return s.led.Schedule(ctx, view.ID, view.ExpiresAt)
+}
+
+// contiguous reports whether claims (in seq order) hold positions 1..n.
+func contiguous(claims []ledger.Claim) bool {
+	for i, c := range claims {
+		if c.Seq != i+1 {
+			return false
+		}
+	}
+	return true
 }
 
 // packetOf turns a ledger packet back into a draft, shares included.

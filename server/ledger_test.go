@@ -113,6 +113,12 @@ func TestLedgerRetainSettled(t *testing.T) {
 	if body := rawGet(t, s, "/api/v1/packets/"+p.ID, tok); !strings.Contains(body, `"status":"empty"`) {
 		t.Fatalf("detail from the ledger: %s", body)
 	}
+	for _, path := range []string{"/api/v1/me/claims?cursor=nonsense", "/api/v1/rooms/r/packets?cursor=nonsense"} {
+		var e apiError
+		if st := call(t, s, "GET", path, tok, nil, &e); st != 400 || e.Error.Code != "invalid_request" {
+			t.Fatalf("%s: %d %+v", path, st, e)
+		}
+	}
 }
 
 // The same Idempotency-Key gives one packet and one debit; reused for

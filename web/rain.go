@@ -56,8 +56,11 @@ func (a *App) createRain(c echo.Context) error {
 	u := userOf(c)
 	ctx, cancel := a.detached(c)
 	defer cancel()
-	// A friendly early refusal; the debit of each packet is what really guards the money.
-	if w, err := a.store.Wallet(ctx, u.ID); err == nil && w.Balance < int64(plan.packets)*plan.total {
+	// A friendly early refusal; the debit of each packet is what really
+	// guards the money. Not for a keyed request: it may be a replay, whose
+	// answer is the first response whatever the balance is now.
+	keyed := c.Request().Header.Get("Idempotency-Key") != ""
+	if w, err := a.store.Wallet(ctx, u.ID); err == nil && !keyed && w.Balance < int64(plan.packets)*plan.total {
 		return packet.Refuse(packet.ErrInsufficientFunds, "this rain needs ¥%s, the wallet holds ¥%s",
 			packet.FormatYuan(int64(plan.packets)*plan.total), packet.FormatYuan(w.Balance))
 	}
