@@ -24,7 +24,8 @@ import (
 // WaitReplicas 0 a grab told ok can vanish with the primary. With
 // WaitReplicas 1 a batch is answered ok only once the replica has it, so no
 // grab told ok is lost. Either way a loss must not pass silently: the ledger
-// audit or the reconciliation (the differences counter) must show it.
+// audit, the reconciliation's report or its differences counter must show
+// it.
 //
 // "crash": the primary is killed with its replica in sync, which on
 // loopback leaves almost nothing unreplicated. "partitioned": the replica
@@ -188,9 +189,10 @@ func failoverDuringRace(t *testing.T, wait int, cut time.Duration) {
 	close(stop)
 	wg.Wait()
 
-	// Stop the settler as an instance does (it commits what is queued);
-	// the sweeper then commits what the outbox holds beyond it (batches
-	// answered unavailable) and finishes the packet if it can.
+	// Stop the settler as an instance does: it is to commit what is queued,
+	// and what it leaves (a commit cut short by the stop) is the outbox's,
+	// which the sweeper drains along with the batches answered unavailable,
+	// finishing the packet if it can.
 	stopSettler()
 	<-settlerDone
 	if err := led.Schedule(ctx, p.ID, 0); err != nil {
@@ -204,6 +206,12 @@ func failoverDuringRace(t *testing.T, wait int, cut time.Duration) {
 	if err != nil {
 		t.Fatalf("audit: %v", err)
 	}
+	rec, err := s.Reconcile(ctx, time.Time{})
+	if err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	// Differences counted as they happened: rejected claims, rebuilt
+	// packets and the like.
 	differences := counterSum(t, reg, "hongbao_reconcile_differences_total")
 	var differed float64
 	for _, n := range differences {
@@ -276,31 +284,40 @@ func failoverDuringRace(t *testing.T, wait int, cut time.Duration) {
 		lost, lostBy, paid, vanished, named, examples, unpaid, unpaidBy)
 	t.Logf("Redis %d claims, ledger %d committed, settled %v; sweep visited %d credited %d settled %d",
 		len(inRedis), len(view.Claims), view.Settled, sweep.Visited, sweep.Credited, sweep.Settled)
-	t.Logf("audit ok=%v with %d problems %s", rep.OK(), len(rep.Problems), firstProblems(rep, 3))
-	t.Logf("reconcile differences %v; log: %s", differences, logs)
+	t.Logf("audit ok=%v with %d problems %s", rep.OK(), len(rep.Problems), firstOf(rep.Problems, 3))
+	t.Logf("reconcile ok=%v with %d problems %s, journal %s", rec.OK(), len(rec.Problems), firstOf(rec.Problems, 3), firstOf(rec.Journal, 3))
+	t.Logf("differences counted %v; log: %s", differences, logs)
+	shown := !rep.OK() || !rec.OK() || differed > 0
 
 	if wait > 0 {
 		if lost != 0 || unpaid != 0 {
 			t.Errorf("WaitReplicas=%d: %d grabs told ok are missing in the promoted Redis, %d unpaid in the ledger", wait, lost, unpaid)
 		}
-		if !rep.OK() || differed != 0 {
-			t.Errorf("WaitReplicas=%d: nothing was lost, yet the audit says %s and the reconciliation counts %v", wait, firstProblems(rep, 3), differences)
+		if shown {
+			t.Errorf("WaitReplicas=%d: nothing was lost, yet the audit says %s, the reconciliation %s, the counter %v",
+				wait, firstOf(rep.Problems, 3), firstOf(rec.Problems, 3), differences)
 		}
 		return
 	}
-	if (lost > 0 || unpaid > 0) && rep.OK() && differed == 0 {
-		t.Errorf("%d grabs told ok are missing in the promoted Redis and %d unpaid, and neither the audit (%s) nor the reconciliation shows it", lost, unpaid, rep)
+	if (lost > 0 || unpaid > 0) && !shown {
+		t.Errorf("%d grabs told ok are missing in the promoted Redis and %d unpaid, and neither the audit, the reconciliation nor its counter shows it",
+			lost, unpaid)
+	}
+	if vanished > 0 {
+		// Not an assertion (the run is caught above, or not at all), but
+		// these claims themselves leave no trace for any check to find.
+		t.Logf("NOTE: %d grabs told ok are in neither the promoted Redis nor the ledger", vanished)
 	}
 }
 
-func firstProblems(rep AuditReport, n int) string {
-	if rep.OK() {
+func firstOf(problems []string, n int) string {
+	if len(problems) == 0 {
 		return "(clean)"
 	}
-	if len(rep.Problems) <= n {
-		return strings.Join(rep.Problems, "; ")
+	if len(problems) <= n {
+		return strings.Join(problems, "; ")
 	}
-	return strings.Join(rep.Problems[:n], "; ") + fmt.Sprintf("; ... (%d more)", len(rep.Problems)-n)
+	return strings.Join(problems[:n], "; ") + fmt.Sprintf("; ... (%d more)", len(problems)-n)
 }
 
 // counterSum adds up every series of the counter named name.
