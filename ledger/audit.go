@@ -54,12 +54,13 @@ type Snapshot struct {
 // funding's; an escrow holding money whose packet is missing or settled; a
 // live packet without a debit (or one of another amount), without an escrow
 // account, whose escrow differs from its postings or from Total - Σ claims -
-// Refunded, with more claims than shares, or with unbalanced movements.
+// Refunded, with more claims than shares, or with unbalanced movements; and
+// every refused claim not yet resolved (RecordRefused).
 func (l *Ledger) Snapshot(ctx context.Context) (*Snapshot, error) {
 	s := &Snapshot{}
 	err := l.readTx(ctx, func(tx pgx.Tx) error {
 		for _, step := range []func(context.Context, pgx.Tx, *Snapshot) error{
-			readSums, readNegative, readStrayEscrows, readLive, readLiveClaims, readLiveMovements,
+			readSums, readNegative, readStrayEscrows, readLive, readLiveClaims, readLiveMovements, readRefused,
 		} {
 			if err := step(ctx, tx, s); err != nil {
 				return err

@@ -67,7 +67,8 @@ func pendingValue(g GrabResult) string {
 }
 
 // run commits queued claims until ctx ends, then commits what is still
-// queued (within a few seconds) and returns.
+// queued (within a few seconds) and returns. A commit is never cut short by
+// ctx: claims a winner was told about must not be dropped on the way out.
 func (st *settler) run(ctx context.Context) {
 	for {
 		select {
@@ -75,7 +76,9 @@ func (st *settler) run(ctx context.Context) {
 			st.flush()
 			return
 		case it := <-st.queue:
-			st.commit(ctx, st.gather(it))
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			st.commit(cctx, st.gather(it))
+			cancel()
 		}
 	}
 }
@@ -114,7 +117,7 @@ func (st *settler) commit(ctx context.Context, batch []settleItem) {
 		claims = append(claims, it.claims...)
 	}
 	committed, err := st.s.settleClaims(ctx, claims)
-	if err != nil {
+	if err != nil && !errors.Is(err, errRejected) {
 		st.s.cfg.Logger.Warn("settling claims failed; the sweeper commits them", "claims", len(claims), "err", err)
 		return
 	}
@@ -135,9 +138,11 @@ func (st *settler) commit(ctx context.Context, batch []settleItem) {
 	}
 }
 
-// settleClaims commits claims to the ledger and reports each rejection (a
-// claim the ledger cannot pay: money does not add up). Rejected claims are
-// left where they are, for the reconciliation to show.
+// settleClaims commits claims to the ledger. A claim the ledger refuses
+// (money that does not add up, such as a position a Redis failover handed
+// out twice) is logged, counted and recorded in the ledger as refused, so
+// that every audit reports it until an operator resolves it; only once it
+// is recorded may its outbox entry go. errRejected says some were refused.
 func (s *Store) settleClaims(ctx context.Context, claims []ledger.Claim) ([]ledger.Claim, error) {
 	if len(claims) == 0 {
 		return nil, nil
@@ -150,15 +155,18 @@ func (s *Store) settleClaims(ctx context.Context, claims []ledger.Claim) ([]ledg
 	for _, c := range committed {
 		s.cfg.Metrics.settled(now - c.At)
 	}
+	if len(rejected) == 0 {
+		return committed, nil
+	}
 	for _, r := range rejected {
 		s.cfg.Metrics.difference("claim_rejected")
 		s.cfg.Logger.Error("ledger refused a claim", "packet", r.Claim.PacketID, "user", r.Claim.UserID,
-			"amount", r.Claim.Amount, "reason", r.Reason)
+			"amount", r.Claim.Amount, "seq", r.Claim.Seq, "reason", r.Reason)
 	}
-	if len(rejected) > 0 {
-		return committed, errRejected
+	if err := s.led.RecordRefused(ctx, rejected); err != nil {
+		return nil, err
 	}
-	return committed, nil
+	return committed, errRejected
 }
 
 // tidy removes committed outbox entries and pending markers.
@@ -197,9 +205,8 @@ func (s *Store) drainOutbox(ctx context.Context, id string) (int, error) {
 			}
 			entries[id] = append(entries[id], m.ID)
 		}
-		// A rejected claim is logged and counted by settleClaims; it is a
-		// difference for the reconciliation, not a reason to stop paying
-		// the others.
+		// A refused claim is recorded by settleClaims, for every audit to
+		// report: not a reason to stop paying the others.
 		committed, err := s.settleClaims(ctx, claims)
 		if err != nil && !errors.Is(err, errRejected) {
 			return total, err
@@ -218,8 +225,8 @@ func asString(v any) string {
 	return s
 }
 
-// errRejected says the ledger refused some claims (see the log and the
-// reconciliation); the outbox keeps them.
+// errRejected says the ledger refused some claims, now recorded as refused
+// (see settleClaims).
 var errRejected = errors.New("the ledger refused some claims")
 
 // pendingClaims reads user's pending markers: packet id -> claim.
