@@ -51,6 +51,12 @@ type Config struct {
 	// SettleBatch is the most claims one ledger transaction commits.
 	// Default 500.
 	SettleBatch int
+	// SettleWorkers is how many ledger transactions the settler keeps in
+	// flight. Default 4.
+	SettleWorkers int
+	// SweepWorkers is how many due packets one Sweep settles at once.
+	// Default 8.
+	SweepWorkers int
 	// HistoryLen is how many claims a wallet's history keeps (Redis-only
 	// mode). Default 100.
 	HistoryLen int
@@ -100,6 +106,8 @@ func (c Config) withDefaults() Config {
 	def(&c.WaitTimeout, time.Second)
 	num(&c.SweepBatch, 100)
 	num(&c.SettleBatch, 500)
+	num(&c.SettleWorkers, 4)
+	num(&c.SweepWorkers, 8)
 	num(&c.HistoryLen, 100)
 	num(&c.RoomHistory, 200)
 	num(&c.MaxBatch, 256)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hongbao-dev/hongbao/ledger"
@@ -66,10 +67,24 @@ func pendingValue(g GrabResult) string {
 	return strconv.FormatInt(g.Amount, 10) + "|" + strconv.FormatInt(g.At, 10) + "|" + g.Room
 }
 
-// run commits queued claims until ctx ends, then commits what is still
-// queued (within a few seconds) and returns. A commit is never cut short by
-// ctx: claims a winner was told about must not be dropped on the way out.
+// run commits queued claims with SettleWorkers transactions in flight
+// until ctx ends, then commits what is still queued (within a few seconds)
+// and returns.
 func (st *settler) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range st.s.cfg.SettleWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			st.work(ctx)
+		}()
+	}
+	wg.Wait()
+}
+
+// work is one settlement worker. A commit is never cut short by ctx: claims
+// a winner was told about must not be dropped on the way out.
+func (st *settler) work(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -116,7 +131,7 @@ func (st *settler) commit(ctx context.Context, batch []settleItem) {
 	for _, it := range batch {
 		claims = append(claims, it.claims...)
 	}
-	committed, err := st.s.settleClaims(ctx, claims)
+	committed, err := st.s.settleClaims(ctx, claims, true)
 	if err != nil && !errors.Is(err, errRejected) {
 		st.s.cfg.Logger.Warn("settling claims failed; the sweeper commits them", "claims", len(claims), "err", err)
 		return
@@ -143,7 +158,10 @@ func (st *settler) commit(ctx context.Context, batch []settleItem) {
 // out twice) is logged, counted and recorded in the ledger as refused, so
 // that every audit reports it until an operator resolves it; only once it
 // is recorded may its outbox entry go. errRejected says some were refused.
-func (s *Store) settleClaims(ctx context.Context, claims []ledger.Claim) ([]ledger.Claim, error) {
+// With observe, each claim's settlement lag goes to the metrics: the paths
+// that commit claims for the first time observe, the finish's replay of a
+// whole claims hash does not.
+func (s *Store) settleClaims(ctx context.Context, claims []ledger.Claim, observe bool) ([]ledger.Claim, error) {
 	if len(claims) == 0 {
 		return nil, nil
 	}
@@ -151,9 +169,11 @@ func (s *Store) settleClaims(ctx context.Context, claims []ledger.Claim) ([]ledg
 	if err != nil {
 		return nil, err
 	}
-	now := s.cfg.Now().UnixMilli()
-	for _, c := range committed {
-		s.cfg.Metrics.settled(now - c.At)
+	if observe {
+		now := s.cfg.Now().UnixMilli()
+		for _, c := range committed {
+			s.cfg.Metrics.settled(now - c.At)
+		}
 	}
 	if len(rejected) == 0 {
 		return committed, nil
@@ -207,7 +227,7 @@ func (s *Store) drainOutbox(ctx context.Context, id string) (int, error) {
 		}
 		// A refused claim is recorded by settleClaims, for every audit to
 		// report: not a reason to stop paying the others.
-		committed, err := s.settleClaims(ctx, claims)
+		committed, err := s.settleClaims(ctx, claims, true)
 		if err != nil && !errors.Is(err, errRejected) {
 			return total, err
 		}

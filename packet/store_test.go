@@ -637,3 +637,40 @@ func TestScriptCacheFlushed(t *testing.T) {
 		}
 	})
 }
+
+// The scripts take packets of any allowed size: a packet of MaxCountLimit
+// shares is stored in chunks, grabbed, expired and refunded whole, in both
+// modes. A larger MaxCount is refused when the store is made.
+func TestLargestPacket(t *testing.T) {
+	if _, err := NewStore(nil, Config{Limits: Limits{MaxCount: MaxCountLimit + 1}}); err == nil {
+		t.Fatalf("MaxCount %d accepted", MaxCountLimit+1)
+	}
+	ctx := context.Background()
+	check := func(t *testing.T, s *Store, makeDue func(id string)) {
+		total := int64(MaxCountLimit) * 2
+		fund(t, s, alice.ID, total)
+		p := mustCreate(t, s, CreateRequest{Room: "r", Sender: alice, Kind: Equal, Total: total, Count: MaxCountLimit, TTL: time.Second})
+		g, err := s.Grab(ctx, p.ID, User{"bob", "Bob"})
+		if err != nil || g.Amount != 2 || g.Remaining != MaxCountLimit-1 {
+			t.Fatalf("grab: %+v %v", g, err)
+		}
+		time.Sleep(time.Until(time.UnixMilli(p.ExpiresAt)) + 20*time.Millisecond)
+		makeDue(p.ID)
+		rep, err := s.Sweep(ctx)
+		if err != nil || len(rep.Expired) != 1 || rep.Expired[0].Refunded != total-2 {
+			t.Fatalf("sweep: %+v %v", rep, err)
+		}
+	}
+	t.Run("redis", func(t *testing.T) {
+		s, rdb := newStore(t, Config{Limits: Limits{MaxCount: MaxCountLimit}})
+		check(t, s, func(id string) { rdb.ZAdd(ctx, s.k.due(id), redis.Z{Score: 0, Member: id}) })
+	})
+	t.Run("ledger", func(t *testing.T) {
+		ls := newLedgerStore(t, Config{Limits: Limits{MaxCount: MaxCountLimit}})
+		check(t, ls.Store, func(id string) {
+			if err := ls.led.Schedule(ctx, id, 0); err != nil {
+				t.Fatal(err)
+			}
+		})
+	})
+}

@@ -2,6 +2,7 @@ package packet
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -54,14 +55,40 @@ func (s *Store) Sweep(ctx context.Context) (SweepReport, error) {
 	if err != nil {
 		return rep, unavailable("sweep", err)
 	}
-	for _, id := range ids {
-		rep.Visited++
-		if err := s.visit(ctx, id, &rep); err != nil {
-			// The lease runs out and a sweeper tries again.
-			s.cfg.Logger.Warn("sweep: settling packet failed", "packet", id, "err", err)
-		}
+	rep.Visited = len(ids)
+	work := make(chan string)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range min(s.cfg.SweepWorkers, len(ids)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				var one SweepReport
+				if err := s.visit(ctx, id, &one); err != nil {
+					// The lease runs out and a sweeper tries again.
+					s.cfg.Logger.Warn("sweep: settling packet failed", "packet", id, "err", err)
+				}
+				mu.Lock()
+				rep.add(one)
+				mu.Unlock()
+			}
+		}()
 	}
+	for _, id := range ids {
+		work <- id
+	}
+	close(work)
+	wg.Wait()
 	return rep, nil
+}
+
+func (r *SweepReport) add(o SweepReport) {
+	r.Expired = append(r.Expired, o.Expired...)
+	r.Opened = append(r.Opened, o.Opened...)
+	r.Credited += o.Credited
+	r.Cancelled += o.Cancelled
+	r.Settled += o.Settled
 }
 
 // visit moves one due packet forward as far as it can go.

@@ -116,7 +116,7 @@ func (s *Store) commitClaimsHash(ctx context.Context, id string) error {
 	for i, c := range claims {
 		lcs[i] = ledgerClaim(id, c)
 	}
-	committed, err := s.settleClaims(ctx, lcs)
+	committed, err := s.settleClaims(ctx, lcs, false)
 	s.tidy(ctx, nil, committed)
 	return err
 }
