@@ -208,7 +208,7 @@ fi
 
 if section settled; then
   fresh
-  timeout 30m "$OUT/bin/settled" -redis "$REDIS_URL" -db "$(fresh_db settled)" -n "$SETTLED_N" >"$OUT/settled.json" || echo "settled FAILED"
+  timeout 70m "$OUT/bin/settled" -redis "$REDIS_URL" -db "$(fresh_db settled)" -n "$SETTLED_N" >"$OUT/settled.json" || echo "settled FAILED"
   cat "$OUT/settled.json"
 fi
 

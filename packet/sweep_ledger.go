@@ -90,7 +90,7 @@ func (s *Store) finishLedger(ctx context.Context, view *ledger.PacketView, statu
 	if _, err := s.led.Finish(ctx, view.ID, string(status), at); err != nil {
 		return err
 	}
-	if err := s.commitClaimsHash(ctx, view.ID); err != nil && !errors.Is(err, errRejected) {
+	if err := s.commitClaimsHash(ctx, view); err != nil && !errors.Is(err, errRejected) {
 		return err
 	}
 	if err := s.retain(ctx, view.ID); err != nil {
@@ -103,8 +103,12 @@ func (s *Store) finishLedger(ctx context.Context, view *ledger.PacketView, statu
 	return nil
 }
 
-func (s *Store) commitClaimsHash(ctx context.Context, id string) error {
-	raw, err := s.rdb.HGetAll(ctx, s.k.claims(id)).Result()
+// commitClaimsHash commits the claims of view's packet that Redis holds and
+// view (read at the start of the visit) did not: the outbox drain's, which
+// replay as no-ops, and any that never reached the outbox. Usually none, and
+// then the ledger is not written to at all.
+func (s *Store) commitClaimsHash(ctx context.Context, view *ledger.PacketView) error {
+	raw, err := s.rdb.HGetAll(ctx, s.k.claims(view.ID)).Result()
 	if err != nil {
 		return err
 	}
@@ -112,11 +116,17 @@ func (s *Store) commitClaimsHash(ctx context.Context, id string) error {
 	if err != nil {
 		return err
 	}
-	lcs := make([]ledger.Claim, len(claims))
-	for i, c := range claims {
-		lcs[i] = ledgerClaim(id, c)
+	known := make(map[string]int64, len(view.Claims))
+	for _, c := range view.Claims {
+		known[c.UserID] = c.Amount
 	}
-	committed, err := s.settleClaims(ctx, lcs, false)
+	var missing []ledger.Claim
+	for _, c := range claims {
+		if amount, ok := known[c.User.ID]; !ok || amount != c.Amount {
+			missing = append(missing, ledgerClaim(view.ID, c))
+		}
+	}
+	committed, err := s.settleClaims(ctx, missing, false)
 	s.tidy(ctx, nil, committed)
 	return err
 }

@@ -103,7 +103,7 @@ func run(redisURL, dbURL string, n, shares, workers int) error {
 	}
 	res.GrabSeconds = time.Since(t1).Seconds()
 	t2 := time.Now()
-	if err := awaitEmpty(ctx, rdb, 10*time.Minute); err != nil {
+	if err := awaitEmpty(ctx, rdb, 60*time.Minute); err != nil {
 		return err
 	}
 	res.SettleSeconds = time.Since(t2).Seconds()
