@@ -72,6 +72,9 @@ func TestValidText(t *testing.T) {
 		{"nul\x00", 64, false},
 		{"bad \xff utf8", 64, false},
 		{"🧧🧧", 2, true},
+		{"Alice\u200b", 64, false},      // zero-width space: passes for Alice
+		{"\u202eecilA", 64, false},      // right-to-left override
+		{"soft\u00adhyphen", 64, false}, // Cf as well
 	}
 	for _, tt := range tests {
 		if got := ValidText(tt.s, tt.max); got != tt.want {

@@ -157,14 +157,16 @@ func (l Limits) Check(kind Kind, total int64, count int) error {
 	return nil
 }
 
-// ValidText reports whether s is valid UTF-8 without control characters and
-// at most max runes long. Used for names, greetings and chat alike.
+// ValidText reports whether s is valid UTF-8 without control characters or
+// format characters (Unicode category Cf: bidi overrides, zero-width
+// spaces and joiners, with which "Alice\u200b" passes for Alice) and at most
+// max runes long. Used for names, greetings and chat alike.
 func ValidText(s string, max int) bool {
 	if !utf8.ValidString(s) || utf8.RuneCountInString(s) > max {
 		return false
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) {
+		if unicode.IsControl(r) || unicode.Is(unicode.Cf, r) {
 			return false
 		}
 	}

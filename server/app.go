@@ -147,8 +147,13 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 		SendQueue:     cfg.SendQueue,
 		Presence:      hub.NewRedisPresence(rdb, hub.RedisPresenceConfig{Prefix: cfg.KeyPrefix}),
 	}, broker, log, hub.NewMetrics(reg))
+	proxies, err := cfg.trustedProxies()
+	if err != nil {
+		return nil, err
+	}
 	app := web.New(web.Config{
 		Secret:          secret,
+		TrustedProxies:  proxies,
 		AdminToken:      cfg.AdminToken,
 		AllowedOrigins:  origins,
 		StartingBalance: cfg.StartingBalance,

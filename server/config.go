@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -44,6 +46,7 @@ type Config struct {
 	RetainSettled   time.Duration
 	WaitReplicas    int
 	ReconcileEvery  time.Duration
+	TrustedProxies  string
 }
 
 // setting is one row of the table that `server -h` prints.
@@ -52,42 +55,46 @@ type setting struct {
 }
 
 // registerFlags declares every setting on fs with its env var and default,
-// and returns the rows for the help text.
-func registerFlags(fs *flag.FlagSet, c *Config) []setting {
+// and returns the rows for the help text and one error for each
+// environment variable whose value does not parse.
+func registerFlags(fs *flag.FlagSet, c *Config) ([]setting, []error) {
 	var rows []setting
+	var bad []error
+	// fromEnv parses env's value with parse, or returns def when env is unset.
+	fromEnv := func(env string, parse func(string) error) {
+		if v, ok := os.LookupEnv(env); ok {
+			if err := parse(v); err != nil {
+				bad = append(bad, fmt.Errorf("%s=%q: %w", env, v, err))
+			}
+		}
+	}
 	str := func(p *string, name, env, def, help string) {
 		fs.StringVar(p, name, envOr(env, def), help)
 		rows = append(rows, setting{name, env, def, help})
 	}
 	i64 := func(p *int64, name, env string, def int64, help string) {
-		v, _ := strconv.ParseInt(envOr(env, strconv.FormatInt(def, 10)), 10, 64)
-		fs.Int64Var(p, name, v, help)
+		fs.Int64Var(p, name, def, help)
+		fromEnv(env, func(v string) (err error) { *p, err = strconv.ParseInt(v, 10, 64); return })
 		rows = append(rows, setting{name, env, strconv.FormatInt(def, 10), help})
 	}
 	num := func(p *int, name, env string, def int, help string) {
-		v, _ := strconv.Atoi(envOr(env, strconv.Itoa(def)))
-		fs.IntVar(p, name, v, help)
+		fs.IntVar(p, name, def, help)
+		fromEnv(env, func(v string) (err error) { *p, err = strconv.Atoi(v); return })
 		rows = append(rows, setting{name, env, strconv.Itoa(def), help})
 	}
 	rate := func(p *float64, name, env string, def float64, help string) {
-		v, _ := strconv.ParseFloat(envOr(env, strconv.FormatFloat(def, 'g', -1, 64)), 64)
-		fs.Float64Var(p, name, v, help)
+		fs.Float64Var(p, name, def, help)
+		fromEnv(env, func(v string) (err error) { *p, err = strconv.ParseFloat(v, 64); return })
 		rows = append(rows, setting{name, env, strconv.FormatFloat(def, 'g', -1, 64), help})
 	}
 	boolean := func(p *bool, name, env string, def bool, help string) {
-		v, err := strconv.ParseBool(envOr(env, strconv.FormatBool(def)))
-		if err != nil {
-			v = def
-		}
-		fs.BoolVar(p, name, v, help)
+		fs.BoolVar(p, name, def, help)
+		fromEnv(env, func(v string) (err error) { *p, err = strconv.ParseBool(v); return })
 		rows = append(rows, setting{name, env, strconv.FormatBool(def), help})
 	}
 	dur := func(p *time.Duration, name, env string, def time.Duration, help string) {
-		v, err := time.ParseDuration(envOr(env, def.String()))
-		if err != nil {
-			v = def
-		}
-		fs.DurationVar(p, name, v, help)
+		fs.DurationVar(p, name, def, help)
+		fromEnv(env, func(v string) (err error) { *p, err = time.ParseDuration(v); return })
 		rows = append(rows, setting{name, env, def.String(), help})
 	}
 	str(&c.Addr, "addr", "HONGBAO_ADDR", ":8080", "listen address")
@@ -120,7 +127,8 @@ func registerFlags(fs *flag.FlagSet, c *Config) []setting {
 	str(&c.LogLevel, "log-level", "HONGBAO_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "HONGBAO_LOG_FORMAT", "text", "text or json")
 	str(&c.PprofAddr, "pprof-addr", "HONGBAO_PPROF_ADDR", "", "listen address for net/http/pprof (e.g. 127.0.0.1:6060); empty disables it")
-	return rows
+	str(&c.TrustedProxies, "trusted-proxies", "HONGBAO_TRUSTED_PROXIES", "", "comma-separated CIDRs of the proxies whose X-Forwarded-For is believed; empty believes nobody's")
+	return rows, bad
 }
 
 func envOr(env, def string) string {
@@ -130,20 +138,49 @@ func envOr(env, def string) string {
 	return def
 }
 
-// parseConfig reads flags and environment.
+// errBadConfig marks a setting that does not parse: the process exits 2.
+var errBadConfig = errors.New("bad setting")
+
+// parseConfig reads flags and environment. A value that does not parse is
+// an error naming its variable (or flag) and value, never a silent default.
 func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("hongbao", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	rows := registerFlags(fs, &c)
+	rows, bad := registerFlags(fs, &c)
 	fs.Usage = func() { usage(stderr, rows) }
+	if len(bad) > 0 {
+		return c, fmt.Errorf("%w: %w", errBadConfig, errors.Join(bad...))
+	}
 	if err := fs.Parse(args); err != nil {
-		return c, err
+		if errors.Is(err, flag.ErrHelp) {
+			return c, err
+		}
+		return c, fmt.Errorf("%w: %w", errBadConfig, err)
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+		return c, fmt.Errorf("%w: unexpected arguments: %s", errBadConfig, strings.Join(fs.Args(), " "))
+	}
+	if _, err := c.trustedProxies(); err != nil {
+		return c, fmt.Errorf("%w: %w", errBadConfig, err)
 	}
 	return c, nil
+}
+
+// trustedProxies parses TrustedProxies.
+func (c Config) trustedProxies() ([]*net.IPNet, error) {
+	var nets []*net.IPNet
+	for _, s := range strings.Split(c.TrustedProxies, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		_, n, err := net.ParseCIDR(s)
+		if err != nil {
+			return nil, fmt.Errorf("HONGBAO_TRUSTED_PROXIES: %q is not a CIDR", s)
+		}
+		nets = append(nets, n)
+	}
+	return nets, nil
 }
 
 func usage(w io.Writer, rows []setting) {

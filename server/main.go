@@ -27,8 +27,17 @@ func main() {
 			return
 		}
 		fmt.Fprintln(os.Stderr, "hongbao:", err)
-		os.Exit(1)
+		os.Exit(exitCode(err))
 	}
+}
+
+// exitCode is 2 for a setting that does not parse (as for a bad flag), 1
+// for any other failure.
+func exitCode(err error) int {
+	if errors.Is(err, errBadConfig) {
+		return 2
+	}
+	return 1
 }
 
 func run(args []string) error {

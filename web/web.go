@@ -8,6 +8,7 @@ import (
 	"context"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -47,7 +48,12 @@ type Config struct {
 	// 2/s, burst 5.
 	ChatRate  rate.Limit
 	ChatBurst int
-	// SessionRate and SessionBurst bound guest sessions per client IP; each
+	// TrustedProxies are the networks whose X-Forwarded-For is believed
+	// when telling a client's address. Default none: the peer address is
+	// the client's.
+	TrustedProxies []*net.IPNet
+	// SessionRate and SessionBurst bound guest sessions per client IP (per
+	// /64 for IPv6); each
 	// guest is funded, so this bounds how fast money can be minted. Default
 	// 1/s, burst 20.
 	SessionRate  rate.Limit
@@ -221,6 +227,7 @@ func (a *App) Echo() *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.handleError
+	e.IPExtractor = ipExtractor(a.cfg.TrustedProxies)
 	e.Use(middleware.Recover())
 	e.Use(middleware.BodyLimit("64K"))
 
@@ -233,7 +240,8 @@ func (a *App) Echo() *echo.Echo {
 
 	api := e.Group("/api/v1")
 	api.POST("/sessions", a.createSession, middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
-		Store:        middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{Rate: a.cfg.SessionRate, Burst: a.cfg.SessionBurst, ExpiresIn: 10 * time.Minute}),
+		Store:               middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{Rate: a.cfg.SessionRate, Burst: a.cfg.SessionBurst, ExpiresIn: 10 * time.Minute}),
+		IdentifierExtractor: clientKey,
 		ErrorHandler: func(c echo.Context, err error) error { return ErrForbidden },
 		DenyHandler: func(c echo.Context, id string, err error) error {
 			return packet.Refuse(ErrRateLimited, "too many new sessions from this address; try again shortly")
@@ -262,7 +270,9 @@ func (a *App) readyz(c echo.Context) error {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 		defer cancel()
 		if err := a.cfg.Ready(ctx); err != nil {
-			return packet.Refuse(packet.ErrUnavailable, "not ready: %v", err)
+			// The cause names internal addresses: it goes to the log only.
+			a.log.Warn("not ready", "err", err)
+			return packet.Refuse(packet.ErrUnavailable, "not ready: a store is unavailable")
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
