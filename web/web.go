@@ -242,7 +242,7 @@ func (a *App) Echo() *echo.Echo {
 	api.POST("/sessions", a.createSession, middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
 		Store:               middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{Rate: a.cfg.SessionRate, Burst: a.cfg.SessionBurst, ExpiresIn: 10 * time.Minute}),
 		IdentifierExtractor: clientKey,
-		ErrorHandler: func(c echo.Context, err error) error { return ErrForbidden },
+		ErrorHandler:        func(c echo.Context, err error) error { return ErrForbidden },
 		DenyHandler: func(c echo.Context, id string, err error) error {
 			return packet.Refuse(ErrRateLimited, "too many new sessions from this address; try again shortly")
 		},
