@@ -12,9 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hongbao-dev/hongbao/internal/pgtest"
 	"github.com/hongbao-dev/hongbao/internal/redistest"
-	"github.com/hongbao-dev/hongbao/ledger"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -70,16 +68,8 @@ const (
 func failoverDuringRace(t *testing.T, wait int, cut time.Duration) {
 	pair := redistest.Replicated(t)
 	rdb := pair.Client()
-	url := pgtest.New(t)
 	ctx := context.Background()
-	led, err := ledger.Open(ctx, url, ledger.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(led.Close)
-	if _, err := led.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	led, _ := newLedger(t)
 	reg := prometheus.NewRegistry()
 	logs := &countingHandler{counts: map[string]int{}, first: map[string]string{}, claims: map[string]int64{}}
 	s := mustStore(t, rdb, Config{
@@ -176,7 +166,7 @@ func failoverDuringRace(t *testing.T, wait int, cut time.Duration) {
 		time.Sleep(cut) // the primary takes grabs its replica never sees
 	}
 	phase.Store(promoting)
-	err = pair.Promote(promoteCtx)
+	err := pair.Promote(promoteCtx)
 	phase.Store(afterPromote)
 	close(promoted)
 	if err != nil {

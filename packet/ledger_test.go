@@ -28,19 +28,26 @@ type ledgerStore struct {
 	tampered bool
 }
 
-func newLedgerStore(t *testing.T, cfg Config) *ledgerStore {
+// newLedger gives t a migrated ledger on a fresh PostgreSQL database.
+func newLedger(t *testing.T) (*ledger.Ledger, string) {
 	t.Helper()
-	_, rdb := redistest.New(t)
 	url := pgtest.New(t)
-	ctx := context.Background()
-	led, err := ledger.Open(ctx, url, ledger.Config{})
+	led, err := ledger.Open(context.Background(), url, ledger.Config{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(led.Close)
-	if _, err := led.Migrate(ctx); err != nil {
+	if _, err := led.Migrate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return led, url
+}
+
+func newLedgerStore(t *testing.T, cfg Config) *ledgerStore {
+	t.Helper()
+	_, rdb := redistest.New(t)
+	ctx := context.Background()
+	led, url := newLedger(t)
 	cfg.Ledger = led
 	ls := &ledgerStore{Store: mustStore(t, rdb, cfg), rdb: rdb, led: led, url: url}
 	runCtx, stop := context.WithCancel(ctx)
