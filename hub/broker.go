@@ -17,14 +17,38 @@ type Broker interface {
 	// Publish sends frame to every instance subscribed to room. The broker
 	// must not retain frame after Publish returns.
 	Publish(ctx context.Context, room string, frame []byte) error
-	// Subscribe starts delivery of room's frames to Run's deliver. When it
+	// Subscribe starts delivery of room's frames to Run's Receiver. When it
 	// returns nil, frames published after that point are delivered.
 	Subscribe(ctx context.Context, room string) error
 	// Unsubscribe stops delivery of room's frames.
 	Unsubscribe(ctx context.Context, room string) error
-	// Run calls deliver for each received frame, one at a time, until ctx is
-	// done; it then returns nil. deliver must not retain frame.
-	Run(ctx context.Context, deliver func(room string, frame []byte)) error
+	// Run hands r every received message and every re-established
+	// subscription, one call at a time, until ctx is done; it then returns
+	// nil.
+	Run(ctx context.Context, r Receiver) error
 	// Close releases the broker's resources; Run returns after it.
 	Close() error
 }
+
+// Receiver takes what a Broker hands back to its hub. The broker calls it
+// from Run's goroutine only, one call at a time, so for one room a
+// Resubscribed is ordered with that room's messages.
+type Receiver interface {
+	// Receive is one broker message for room. It must not retain msg.
+	Receive(room string, msg []byte)
+	// Resubscribed reports that room's subscription was lost (the
+	// connection dropped, Redis restarted or cut a lagging subscriber, the
+	// room's cluster slot moved) and is in place again: messages published
+	// in between were never received, and the receiver must find out what
+	// it missed.
+	Resubscribed(room string)
+}
+
+// ReceiverFunc adapts a function to Receiver; Resubscribed does nothing.
+type ReceiverFunc func(room string, msg []byte)
+
+// Receive implements Receiver.
+func (f ReceiverFunc) Receive(room string, msg []byte) { f(room, msg) }
+
+// Resubscribed implements Receiver.
+func (ReceiverFunc) Resubscribed(string) {}

@@ -96,11 +96,11 @@ func (b *MemoryBroker) Subscribed(room string) bool {
 }
 
 // Run implements Broker.
-func (b *MemoryBroker) Run(ctx context.Context, deliver func(room string, frame []byte)) error {
+func (b *MemoryBroker) Run(ctx context.Context, r Receiver) error {
 	for {
 		select {
 		case f := <-b.queue:
-			deliver(f.room, f.frame)
+			r.Receive(f.room, f.frame)
 		case <-ctx.Done():
 			return nil
 		case <-b.closed:

@@ -210,11 +210,11 @@ func (b *RedisBroker) Unsubscribe(ctx context.Context, room string) error {
 }
 
 // Run implements Broker.
-func (b *RedisBroker) Run(ctx context.Context, deliver func(room string, frame []byte)) error {
+func (b *RedisBroker) Run(ctx context.Context, r Receiver) error {
 	for {
 		select {
 		case f := <-b.in:
-			deliver(f.room, f.frame)
+			r.Receive(f.room, f.frame)
 		case <-ctx.Done():
 			return nil
 		case <-b.closed:

@@ -164,7 +164,7 @@ func TestRedisBrokerRoomNamesRoundTrip(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	got := make(chan string, 10)
-	go func() { _ = br.Run(ctx, func(room string, frame []byte) { got <- room + "=" + string(frame) }) }()
+	go func() { _ = br.Run(ctx, ReceiverFunc(func(room string, frame []byte) { got <- room + "=" + string(frame) })) }()
 	rooms := []string{"plain", "with:colon", "brace}inside", "空间", ""}
 	for _, r := range rooms {
 		if err := br.Subscribe(ctx, r); err != nil {
@@ -206,7 +206,7 @@ func BenchmarkPublishRedis(b *testing.B) {
 				b.Fatal(err)
 			}
 			var received atomic.Int64
-			go func() { _ = br.Run(ctx, func(string, []byte) { received.Add(1) }) }()
+			go func() { _ = br.Run(ctx, ReceiverFunc(func(string, []byte) { received.Add(1) })) }()
 			h := New(Config{PresenceInterval: time.Hour}, br, testLogger(), nil)
 			frame := []byte(`{"type":"grabbed","packet_id":"p1","user":"someone","amount":188,"remaining":12}`)
 			b.SetBytes(int64(len(frame)))

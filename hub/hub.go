@@ -109,7 +109,7 @@ func (h *Hub) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { h.presenceLoop(ctx) })
-	err := h.broker.Run(ctx, h.deliver)
+	err := h.broker.Run(ctx, receiver{h})
 	cancel()
 	wg.Wait()
 	if err != nil {
@@ -191,6 +191,15 @@ func (h *Hub) publishNow(ctx context.Context, room string, msg []byte) error {
 	}
 	h.m.published()
 	return nil
+}
+
+// receiver is the hub's side of Broker.Run.
+type receiver struct{ h *Hub }
+
+func (r receiver) Receive(room string, msg []byte) { r.h.deliver(room, msg) }
+
+func (r receiver) Resubscribed(room string) {
+	r.h.log.Warn("hub: room subscription was lost and restored; frames may have been missed", "room", room)
 }
 
 // deliver is the broker's callback: one broker message for one room (one
