@@ -164,7 +164,9 @@ func TestRedisBrokerRoomNamesRoundTrip(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	got := make(chan string, 10)
-	go func() { _ = br.Run(ctx, ReceiverFunc(func(room string, frame []byte) { got <- room + "=" + string(frame) })) }()
+	go func() {
+		_ = br.Run(ctx, ReceiverFunc(func(room string, frame []byte) { got <- room + "=" + string(frame) }))
+	}()
 	rooms := []string{"plain", "with:colon", "brace}inside", "空间", ""}
 	for _, r := range rooms {
 		if err := br.Subscribe(ctx, r); err != nil {
