@@ -186,7 +186,7 @@ fi
 
 if section two; then
   # Rooms switch from one grabbed frame per grab to progress frames by the
-  # room's size on each instance (HONGBAO_COALESCE_ABOVE, 1000): with two
+  # room's size on each instance (HONGBAO_PROGRESS_ABOVE, 1000): with two
   # instances a 1 000-member room has 500 here and 500 there. Threshold 500
   # on each instance treats the room as one instance treats it at 1 000.
   # One run at the default shows what happens without that.
@@ -195,12 +195,12 @@ if section two; then
   load -url $urls -scenario hot -n "$HOT_N" -shares "$HOT_S" -rounds "$HOT_R" -pids "$p1,$p2" -redis "$REDIS_URL" >"$OUT/two-default-hot-1.json" || echo "two-default-hot-1 FAILED (see disconnects)"
   stop_pid "$p1"; stop_pid "$p2"
   for r in $(seq "$REPS"); do
-    fresh; p1=$(start_hb 8080 HONGBAO_COALESCE_ABOVE=500); p2=$(start_hb 8081 HONGBAO_COALESCE_ABOVE=500)
+    fresh; p1=$(start_hb 8080 HONGBAO_PROGRESS_ABOVE=500); p2=$(start_hb 8081 HONGBAO_PROGRESS_ABOVE=500)
     load -url $urls -scenario hot -n "$HOT_N" -shares "$HOT_S" -rounds "$HOT_R" -pids "$p1,$p2" -redis "$REDIS_URL" >"$OUT/two-hot-$r.json" || echo "two-hot-$r FAILED"
     load -url $urls -scenario spread -n "$SPREAD_N" -rooms 100 -packets 5 -rounds 4 -pids "$p1,$p2" -redis "$REDIS_URL" >"$OUT/two-spread-$r.json" || echo "two-spread-$r FAILED"
     stop_pid "$p1"; stop_pid "$p2"
     # Fresh processes for fan-out, so the RSS delta is not hidden by a heap grown earlier.
-    fresh; p1=$(start_hb 8080 HONGBAO_COALESCE_ABOVE=500); p2=$(start_hb 8081 HONGBAO_COALESCE_ABOVE=500)
+    fresh; p1=$(start_hb 8080 HONGBAO_PROGRESS_ABOVE=500); p2=$(start_hb 8081 HONGBAO_PROGRESS_ABOVE=500)
     load -url $urls -scenario fanout -n "$TWO_FAN_N" -packets "$FAN_B" -interval 1s,200ms -pids "$p1,$p2" -source-ips $SOURCES >"$OUT/two-fanout-$r.json" || echo "two-fanout-$r FAILED"
     stop_pid "$p1"; stop_pid "$p2"
   done

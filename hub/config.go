@@ -46,12 +46,10 @@ type Config struct {
 	// one closes the connection with 1009 (message too big). Default: 4096.
 	ReadLimit int64
 
-	// CoalesceAbove is the local member count at which a room stops getting
-	// "grabbed" frames one by one: instead each packet gets a
-	// {"type":"progress","packet_id":..,"remaining":N} frame at most every
-	// 200ms carrying the latest remaining count. Other frame types are never
-	// coalesced. A negative value disables coalescing. Default: 1000.
-	CoalesceAbove int
+	// NewThrottle makes each local room's Throttle, which may hold back or
+	// replace frames before they reach the room's members. Default: nil,
+	// every frame is delivered as published.
+	NewThrottle NewThrottleFunc
 
 	// PresenceInterval is how often the hub publishes its local member counts
 	// and delivers changed online counts to its members. Default: 1s.
@@ -71,13 +69,8 @@ const (
 	DefaultPingInterval     = 25 * time.Second
 	DefaultPongTimeout      = 10 * time.Second
 	DefaultReadLimit        = 4096
-	DefaultCoalesceAbove    = 1000
 	DefaultPresenceInterval = time.Second
 )
-
-// coalesceWindow is the minimum spacing of progress frames per packet; it is
-// part of the client-visible protocol, so it is not configurable.
-const coalesceWindow = 200 * time.Millisecond
 
 // closeGrace bounds how long a closing connection may take to flush its close
 // frame and hear the peer's reply before the socket is torn down; without it a
@@ -111,9 +104,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReadLimit <= 0 {
 		c.ReadLimit = DefaultReadLimit
-	}
-	if c.CoalesceAbove == 0 {
-		c.CoalesceAbove = DefaultCoalesceAbove
 	}
 	if c.PresenceInterval <= 0 {
 		c.PresenceInterval = DefaultPresenceInterval

@@ -17,7 +17,7 @@
 //   - room.go: sharded room membership and the broker subscription lifecycle.
 //   - client.go: one connection: the read loop and its on-demand writer.
 //   - ping.go: the hub's timekeeper: keepalive pings and write timeouts.
-//   - coalesce.go: throttling of "grabbed" frames in very large rooms.
+//   - throttle.go: the application's hook to thin out a big room's frames.
 //   - presence*.go: online counts shared across instances.
 //   - broker*.go: how frames travel between instances.
 //   - metrics.go: Prometheus instrumentation.

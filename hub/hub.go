@@ -232,8 +232,7 @@ func (h *Hub) deliverFrame(room string, frame []byte) {
 	if n == 0 {
 		return
 	}
-	coalescing := h.cfg.CoalesceAbove > 0 && n >= h.cfg.CoalesceAbove
-	if r.coal.absorb(frame, coalescing) {
+	if r.throttle != nil && r.throttle.Take(frame, n) {
 		return
 	}
 	h.broadcastLocal(room, frame)

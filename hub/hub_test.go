@@ -6,7 +6,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -264,120 +263,52 @@ func TestShutdownRespectsContext(t *testing.T) {
 	}
 }
 
-func TestCoalescingLargeRooms(t *testing.T) {
+// A room's Throttle sees every frame before fan-out, in order, with the
+// local member count; what it takes is not delivered, and what it sends
+// reaches the members before the frame it was offered.
+func TestThrottleSitsBeforeFanOut(t *testing.T) {
 	_, rdb := redistest.New(t)
 	cfg := quiet()
-	cfg.CoalesceAbove = 2
-	ts := redisHub(t, rdb, testPrefix(t), cfg)
-	var big []*wsClient
-	for _, uid := range []string{"u1", "u2", "u3"} {
-		big = append(big, ts.dial(t, "big", uid))
-	}
-	small := ts.dial(t, "small", "s1")
-	waitConns(t, ts.hub, 4)
-
-	ctx := context.Background()
-	const grabs = 50
-	var publishTook time.Duration
-	for _, room := range []string{"big", "small"} {
-		start := time.Now()
-		for i := range grabs {
-			frame := `{"type":"grabbed","packet_id":"p1","user":"x","amount":1,"remaining":` + strconv.Itoa(grabs-1-i) + `}`
-			if err := ts.hub.Publish(ctx, room, []byte(frame)); err != nil {
-				t.Fatal(err)
+	var seen atomic.Int32
+	cfg.NewThrottle = func(room string, send func([]byte)) Throttle {
+		return throttleFunc(func(frame []byte, members int) bool {
+			seen.Store(int32(members))
+			switch string(frame) {
+			case `{"n":"drop"}`:
+				return true
+			case `{"n":"swap"}`:
+				send([]byte(`{"n":"swapped"}`))
+				return true
+			case `{"n":"before"}`:
+				send([]byte(`{"n":"first"}`))
 			}
-		}
-		if err := ts.hub.Publish(ctx, room, []byte(`{"type":"finished","packet_id":"p1"}`)); err != nil {
+			return false
+		})
+	}
+	ts := redisHub(t, rdb, testPrefix(t), cfg)
+	a, b := ts.dial(t, "room", "a"), ts.dial(t, "room", "b")
+	waitConns(t, ts.hub, 2)
+	for _, n := range []string{"drop", "one", "swap", "before", "last"} {
+		if err := ts.hub.Publish(context.Background(), "room", []byte(`{"n":"`+n+`"}`)); err != nil {
 			t.Fatal(err)
 		}
-		if room == "big" {
-			publishTook = time.Since(start)
-		}
 	}
-	// One leading frame, one per window while grabs arrive, one flushed by
-	// "finished"; slack for delivery lagging publication on a busy machine.
-	maxProgress := 3 + int(publishTook/coalesceWindow)*2
-
-	for ci, c := range big {
-		var progress []testFrame
-		for {
-			f := c.next(t, 5*time.Second)
-			if f.Type == "finished" {
-				break
+	want := []string{`{"n":"one"}`, `{"n":"swapped"}`, `{"n":"first"}`, `{"n":"before"}`, `{"n":"last"}`}
+	for ci, c := range []*wsClient{a, b} {
+		for i, w := range want {
+			if f := c.next(t, 5*time.Second); string(f.Raw) != w {
+				t.Fatalf("client %d frame %d = %s, want %s", ci, i, f.Raw, w)
 			}
-			if f.Type != "progress" || f.PacketID != "p1" {
-				t.Fatalf("client %d: unexpected frame %s in a coalescing room", ci, f.Raw)
-			}
-			progress = append(progress, f)
-		}
-		if len(progress) == 0 || len(progress) > maxProgress {
-			t.Fatalf("client %d: %d progress frames for %d grabs in %v, want at most %d", ci, len(progress), grabs, publishTook, maxProgress)
-		}
-		if last := progress[len(progress)-1]; last.Remaining != 0 {
-			t.Errorf("client %d: last progress remaining=%d, want 0", ci, last.Remaining)
-		}
-		// Nothing stale may trail the finished frame.
-		time.Sleep(2 * coalesceWindow)
-		if f, ok := c.tryNext(0); ok {
-			t.Errorf("client %d: frame after finished: %s", ci, f.Raw)
 		}
 	}
-	// Below the threshold every grab is delivered as is.
-	for i := range grabs {
-		if f := small.next(t, 5*time.Second); f.Type != "grabbed" || f.Remaining != grabs-1-i {
-			t.Fatalf("small room frame %d = %s", i, f.Raw)
-		}
-	}
-	if f := small.next(t, 5*time.Second); f.Type != "finished" {
-		t.Fatalf("small room last frame = %s", f.Raw)
+	if n := seen.Load(); n != 2 {
+		t.Fatalf("the throttle was told of %d members, want 2", n)
 	}
 }
 
-func TestCoalescerTrailingEdge(t *testing.T) {
-	var mu sync.Mutex
-	var sent []string
-	q := newCoalescer(func(frame []byte) {
-		mu.Lock()
-		sent = append(sent, string(frame))
-		mu.Unlock()
-	})
-	grab := func(rem int) bool {
-		return q.absorb([]byte(`{"type":"grabbed","packet_id":7,"remaining":`+strconv.Itoa(rem)+`}`), true)
-	}
-	last := func() (string, int) {
-		mu.Lock()
-		defer mu.Unlock()
-		if len(sent) == 0 {
-			return "", 0
-		}
-		return sent[len(sent)-1], len(sent)
-	}
-	if !grab(9) {
-		t.Fatal("grabbed frame not absorbed")
-	}
-	if f, n := last(); n != 1 || f != `{"type":"progress","packet_id":7,"remaining":9}` {
-		t.Fatalf("leading edge: %d frames, last %s", n, f)
-	}
-	if !grab(8) || !grab(7) {
-		t.Fatal("grabbed frames not absorbed")
-	}
-	// The trailing edge carries the latest count, and only it.
-	waitFor(t, 2*time.Second, "trailing progress", func() bool {
-		f, _ := last()
-		return f == `{"type":"progress","packet_id":7,"remaining":7}`
-	})
-	if _, n := last(); n > 3 {
-		t.Fatalf("%d progress frames for 3 grabs", n)
-	}
-	// Idle for a window: the packet is forgotten.
-	waitFor(t, 2*time.Second, "idle packet to be forgotten", func() bool { return !q.tracking() })
-	if q.absorb([]byte(`{"type":"grabbed","packet_id":7,"remaining":1}`), false) {
-		t.Fatal("absorbed while not coalescing")
-	}
-	if q.absorb([]byte(`{"type":"other","note":"grabbed"}`), true) {
-		t.Fatal("absorbed a non-grabbed frame")
-	}
-}
+type throttleFunc func(frame []byte, members int) bool
+
+func (f throttleFunc) Take(frame []byte, members int) bool { return f(frame, members) }
 
 // BenchmarkBroadcast measures the local fan-out of one frame, the way a
 // live-stream room sees it (broadcasts far enough apart that every queue is
@@ -390,7 +321,7 @@ func TestCoalescerTrailingEdge(t *testing.T) {
 func BenchmarkBroadcast(b *testing.B) {
 	for _, members := range []int{10, 1000, 10000} {
 		b.Run(strconv.Itoa(members), func(b *testing.B) {
-			h := New(Config{PresenceInterval: time.Hour, CoalesceAbove: -1}, NewMemoryBroker(), testLogger(), nil)
+			h := New(Config{PresenceInterval: time.Hour}, NewMemoryBroker(), testLogger(), nil)
 			ctx := context.Background()
 			for i := range members {
 				c := newClient(ctx, h, nil, "room", User{ID: strconv.Itoa(i)})
@@ -411,41 +342,5 @@ func BenchmarkBroadcast(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(members), "ns/member")
 		})
-	}
-}
-
-// A burst of grabbed frames in a room too small for coalescing switches to
-// progress frames after burstLimit, so a big race does not evict viewers as
-// slow consumers; the last remaining count still arrives before finished.
-func TestCoalescerBurstInSmallRoom(t *testing.T) {
-	var mu sync.Mutex
-	var sent []string
-	q := newCoalescer(func(frame []byte) {
-		mu.Lock()
-		sent = append(sent, string(frame))
-		mu.Unlock()
-	})
-	const grabs = 500
-	passed := 0
-	for i := range grabs {
-		frame := `{"type":"grabbed","packet_id":"p","remaining":` + strconv.Itoa(grabs-1-i) + `}`
-		if !q.absorb([]byte(frame), false) {
-			passed++
-		}
-	}
-	if passed != burstLimit {
-		t.Fatalf("%d grabbed frames passed one by one, want the first %d", passed, burstLimit)
-	}
-	q.absorb([]byte(`{"type":"finished","packet_id":"p"}`), false)
-	mu.Lock()
-	defer mu.Unlock()
-	if len(sent) == 0 || len(sent) > 3 || sent[len(sent)-1] != `{"type":"progress","packet_id":"p","remaining":0}` {
-		t.Fatalf("progress frames: %q", sent)
-	}
-	// A small race stays one frame per grab.
-	for i := range 10 {
-		if q.absorb([]byte(`{"type":"grabbed","packet_id":"small","remaining":`+strconv.Itoa(9-i)+`}`), false) {
-			t.Fatalf("grab %d of a small race was coalesced", i)
-		}
 	}
 }

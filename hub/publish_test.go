@@ -27,7 +27,7 @@ func (b *countingBroker) Publish(ctx context.Context, room string, msg []byte) e
 // frames in the order it published them.
 func TestPublishCoalescesBursts(t *testing.T) {
 	broker := &countingBroker{MemoryBroker: NewMemoryBroker()}
-	ts := startHub(t, Config{CoalesceAbove: -1, SendQueue: 100000}, broker)
+	ts := startHub(t, Config{SendQueue: 100000}, broker)
 	c := ts.dial(t, "burst", "u1")
 	waitConns(t, ts.hub, 1)
 

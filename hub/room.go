@@ -15,7 +15,8 @@ type shard struct {
 
 // room is the local state of one room.
 //
-// Lock order: room.sub before shard.mu; coalescer.mu before shard.mu.
+// Lock order: room.sub before shard.mu. A Throttle's own locks come before
+// shard.mu (its send takes the shard lock to copy the members).
 type room struct {
 	name string
 
@@ -37,7 +38,7 @@ type room struct {
 	members  map[*Client]struct{}
 	lastJoin uint64 // highest Client.seq that joined; presence uses it to spot newcomers
 
-	coal *coalescer
+	throttle Throttle // nil without Config.NewThrottle
 }
 
 func (h *Hub) shardFor(name string) *shard {
@@ -52,7 +53,9 @@ func (h *Hub) join(ctx context.Context, c *Client) error {
 	r := sh.rooms[c.room]
 	if r == nil {
 		r = &room{name: c.room, members: make(map[*Client]struct{})}
-		r.coal = newCoalescer(func(frame []byte) { h.broadcastLocal(r.name, frame) })
+		if h.cfg.NewThrottle != nil {
+			r.throttle = h.cfg.NewThrottle(c.room, func(frame []byte) { h.broadcastLocal(r.name, frame) })
+		}
 		sh.rooms[c.room] = r
 		h.nrooms.Add(1)
 		h.m.roomAdd(1)

@@ -143,9 +143,9 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 	}
 	broker := hub.NewRedisBroker(rdb, hub.RedisBrokerConfig{Prefix: cfg.KeyPrefix, Sharded: cluster})
 	h := hub.New(hub.Config{
-		CoalesceAbove: cfg.CoalesceAbove,
-		SendQueue:     cfg.SendQueue,
-		Presence:      hub.NewRedisPresence(rdb, hub.RedisPresenceConfig{Prefix: cfg.KeyPrefix}),
+		NewThrottle: web.ProgressThrottles(cfg.ProgressAbove),
+		SendQueue:   cfg.SendQueue,
+		Presence:    hub.NewRedisPresence(rdb, hub.RedisPresenceConfig{Prefix: cfg.KeyPrefix}),
 	}, broker, log, hub.NewMetrics(reg))
 	proxies, err := cfg.trustedProxies()
 	if err != nil {

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/hongbao-dev/hongbao/web"
 )
 
 // Config is every setting of the server. Each has a flag and an environment
@@ -27,7 +29,7 @@ type Config struct {
 	MaxShare        int64
 	PacketTTL       time.Duration
 	SweepInterval   time.Duration
-	CoalesceAbove   int
+	ProgressAbove   int
 	SendQueue       int
 	SessionRate     float64 // requests per second: a rate, not money
 	SessionBurst    int
@@ -115,7 +117,7 @@ func registerFlags(fs *flag.FlagSet, c *Config) ([]setting, []error) {
 	dur(&c.SettleGrace, "settle-grace", "HONGBAO_SETTLE_GRACE", 10*time.Second, "how long after a grab the sweeper looks at its packet, to pay what a crashed instance left unpaid")
 	dur(&c.SweepLease, "sweep-lease", "HONGBAO_SWEEP_LEASE", 30*time.Second, "how long a sweeper owns a due packet; a dead instance's packets wait this long for another")
 	boolean(&c.CoalesceGrabs, "coalesce-grabs", "HONGBAO_COALESCE_GRABS", true, "settle grabs of a hot packet that arrive together in one Redis script call")
-	num(&c.CoalesceAbove, "coalesce-above", "HONGBAO_COALESCE_ABOVE", 1000, "local room size from which grabbed events become progress events every 200ms (-1: never)")
+	num(&c.ProgressAbove, "progress-above", "HONGBAO_PROGRESS_ABOVE", web.DefaultProgressAbove, "local room size from which grabbed events become progress events every 200ms (-1: only for packets grabbed faster than 64 per 200ms)")
 	num(&c.SendQueue, "send-queue", "HONGBAO_SEND_QUEUE", 256, "frames queued per connection before a slow client is evicted")
 	rate(&c.SessionRate, "session-rate", "HONGBAO_SESSION_RATE", 1, "guest sessions per second per client IP")
 	num(&c.SessionBurst, "session-burst", "HONGBAO_SESSION_BURST", 20, "guest sessions a client IP may create at once")

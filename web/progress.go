@@ -1,35 +1,39 @@
-package hub
+package web
 
 import (
 	"bytes"
 	"encoding/json"
 	"sync"
 	"time"
+
+	"github.com/hongbao-dev/hongbao/hub"
 )
 
-// coalescer throttles "grabbed" frames in one large room. With thousands of
-// local members, one frame per grab would mean grabs × members writes in the
-// few seconds a packet lasts; what each viewer needs is the latest remaining
+// progressThrottle is one room's hub.Throttle: it turns a packet's "grabbed"
+// frames into "progress" frames in a large room. With thousands of local
+// members, one frame per grab would mean grabs × members writes in the few
+// seconds a packet lasts; what each viewer needs is the latest remaining
 // count, a few times a second.
 //
 // Per packet it sends a progress frame on the first grab (leading edge), then
-// at most one per coalesceWindow carrying the latest remaining count
+// at most one per progressWindow carrying the latest remaining count
 // (trailing edge). A "finished" frame for the packet first flushes the latest
 // pending count and then ends the packet's tracking, so viewers see the final
 // remaining count and nothing stale can follow "finished".
 //
 // A room too small for that still switches a packet to progress frames when
-// its grabbed frames come faster than burstLimit per coalesceWindow: a race
+// its grabbed frames come faster than burstLimit per progressWindow: a race
 // for hundreds of shares in a room of a few hundred viewers (or a big room
 // split over several instances, each seeing only its own members) would
 // otherwise queue hundreds of frames per viewer within milliseconds and
 // evict them as slow consumers.
-type coalescer struct {
-	send func(frame []byte) // local fan-out; called with mu held to keep progress frames ordered
+type progressThrottle struct {
+	above int                // local member count from which every grab becomes progress; ≤ 0: never by size
+	send  func(frame []byte) // local fan-out; called with mu held to keep progress frames ordered
 
 	mu      sync.Mutex
-	packets map[string]*coalesced // by raw packet_id JSON
-	bursts  map[string]*burst     // grabbed frames sent one by one, per packet
+	packets map[string]*progressState // by raw packet_id JSON
+	bursts  map[string]*burst         // grabbed frames sent one by one, per packet
 }
 
 // burst counts one packet's grabbed frames in the current window.
@@ -39,10 +43,15 @@ type burst struct {
 }
 
 // burstLimit is how many grabbed frames of one packet a room gets one by one
-// per coalesceWindow before the packet switches to progress frames.
+// per progressWindow before the packet switches to progress frames.
 const burstLimit = 64
 
-type coalesced struct {
+// progressWindow is the minimum spacing of progress frames per packet; it is
+// part of the client-visible protocol, so it is not configurable.
+const progressWindow = 200 * time.Millisecond
+
+// progressState is one packet whose grabs are being sent as progress.
+type progressState struct {
 	id        []byte // raw JSON, echoed as-is (string or number)
 	remaining []byte // raw JSON of the latest remaining count
 	pending   bool   // remaining changed since the last progress frame
@@ -55,21 +64,36 @@ const (
 	finishedTag = `"finished"`
 )
 
-// frameHead is the part of a frame the coalescer looks at.
+// frameHead is the part of a frame the throttle looks at.
 type frameHead struct {
 	Type      string          `json:"type"`
 	PacketID  json.RawMessage `json:"packet_id"`
 	Remaining json.RawMessage `json:"remaining"`
 }
 
-func newCoalescer(send func(frame []byte)) *coalescer {
-	return &coalescer{send: send, packets: make(map[string]*coalesced), bursts: make(map[string]*burst)}
+// DefaultProgressAbove is the local room size from which every grabbed frame
+// becomes progress, unless configured otherwise.
+const DefaultProgressAbove = 1000
+
+// ProgressThrottles returns the hub's Config.NewThrottle for hongbao's
+// frames: in a room of at least above local members (≤ 0: never by size),
+// and for any packet grabbed faster than burstLimit per progressWindow, a
+// packet's "grabbed" frames become "progress" frames (docs/protocol.md).
+func ProgressThrottles(above int) hub.NewThrottleFunc {
+	return func(_ string, send func(frame []byte)) hub.Throttle {
+		return &progressThrottle{above: above, send: send, packets: make(map[string]*progressState), bursts: make(map[string]*burst)}
+	}
 }
 
-// absorb reports whether frame was taken over by the coalescer (so the caller
-// must not deliver it). coalescing says whether the room is currently large
-// enough for grabbed frames to be coalesced.
-func (q *coalescer) absorb(frame []byte, coalescing bool) bool {
+// Take implements hub.Throttle.
+func (q *progressThrottle) Take(frame []byte, members int) bool {
+	return q.absorb(frame, q.above > 0 && members >= q.above)
+}
+
+// absorb reports whether frame was taken over (so the hub must not deliver
+// it). large says whether the room is currently large enough for every
+// grabbed frame to become progress.
+func (q *progressThrottle) absorb(frame []byte, large bool) bool {
 	// Cheap substring checks first so ordinary frames are never parsed.
 	grab := bytes.Contains(frame, []byte(grabbedTag))
 	fin := !grab && bytes.Contains(frame, []byte(finishedTag)) && q.tracking()
@@ -82,7 +106,7 @@ func (q *coalescer) absorb(frame []byte, coalescing bool) bool {
 	}
 	switch {
 	case grab && hd.Type == "grabbed" && len(hd.Remaining) > 0:
-		if !coalescing && !q.bursting(hd.PacketID) {
+		if !large && !q.bursting(hd.PacketID) {
 			return false
 		}
 		q.grabbed(hd.PacketID, hd.Remaining)
@@ -94,8 +118,8 @@ func (q *coalescer) absorb(frame []byte, coalescing bool) bool {
 }
 
 // bursting counts a grabbed frame of packet id and reports whether the
-// packet is already coalesced or has now gone past burstLimit in this window.
-func (q *coalescer) bursting(id json.RawMessage) bool {
+// packet already sends progress or has now gone past burstLimit in this window.
+func (q *progressThrottle) bursting(id json.RawMessage) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	key := string(id)
@@ -104,7 +128,7 @@ func (q *coalescer) bursting(id json.RawMessage) bool {
 	}
 	now := time.Now()
 	b := q.bursts[key]
-	if b == nil || now.Sub(b.start) > coalesceWindow {
+	if b == nil || now.Sub(b.start) > progressWindow {
 		if len(q.bursts) > 1024 {
 			clear(q.bursts) // old windows of packets long finished
 		}
@@ -115,13 +139,13 @@ func (q *coalescer) bursting(id json.RawMessage) bool {
 	return b.n > burstLimit
 }
 
-func (q *coalescer) tracking() bool {
+func (q *progressThrottle) tracking() bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return len(q.packets) > 0
 }
 
-func (q *coalescer) grabbed(id, remaining json.RawMessage) {
+func (q *progressThrottle) grabbed(id, remaining json.RawMessage) {
 	key := string(id)
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -130,15 +154,15 @@ func (q *coalescer) grabbed(id, remaining json.RawMessage) {
 		p.pending = true
 		return
 	}
-	p := &coalesced{id: bytes.Clone(id), remaining: bytes.Clone(remaining)}
+	p := &progressState{id: bytes.Clone(id), remaining: bytes.Clone(remaining)}
 	q.packets[key] = p
 	q.send(p.progress())
-	p.timer = time.AfterFunc(coalesceWindow, func() { q.flush(key, p) })
+	p.timer = time.AfterFunc(progressWindow, func() { q.flush(key, p) })
 }
 
 // flush is the trailing edge: send what changed during the window, or forget
 // the packet if nothing did.
-func (q *coalescer) flush(key string, p *coalesced) {
+func (q *progressThrottle) flush(key string, p *progressState) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.packets[key] != p {
@@ -150,10 +174,10 @@ func (q *coalescer) flush(key string, p *coalesced) {
 	}
 	p.pending = false
 	q.send(p.progress())
-	p.timer.Reset(coalesceWindow)
+	p.timer.Reset(progressWindow)
 }
 
-func (q *coalescer) finished(id json.RawMessage) {
+func (q *progressThrottle) finished(id json.RawMessage) {
 	key := string(id)
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -171,7 +195,7 @@ func (q *coalescer) finished(id json.RawMessage) {
 	}
 }
 
-func (p *coalesced) progress() []byte {
+func (p *progressState) progress() []byte {
 	b := make([]byte, 0, 48+len(p.id)+len(p.remaining))
 	b = append(b, `{"type":"progress","packet_id":`...)
 	b = append(b, p.id...)
