@@ -35,9 +35,9 @@ type fakeEdge struct {
 	packets     []map[string]any // GET .../packets, oldest first
 	conns       map[*websocket.Conn]bool
 	users       map[string]string // token → name
-	refuse      bool         // /ws answers 503, as a server that can't be reached
-	upgrades    []url.Values // the query of every accepted /ws
-	protocols   [][]string   // the subprotocols each accepted /ws offered
+	refuse      bool              // /ws answers 503, as a server that can't be reached
+	upgrades    []url.Values      // the query of every accepted /ws
+	protocols   [][]string        // the subprotocols each accepted /ws offered
 	roomFetches int
 }
 
