@@ -109,8 +109,6 @@ func (f *fakeEdge) roomPackets(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"packets": list})
 }
 
-var fakeUpgrader = websocket.Upgrader{Subprotocols: []string{"hongbao.v1"}}
-
 func (f *fakeEdge) serveWS(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	refuse := f.refuse
@@ -130,7 +128,8 @@ func (f *fakeEdge) serveWS(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "unauthorized", http.StatusUnauthorized)
 		return
 	}
-	conn, err := fakeUpgrader.Upgrade(w, r, nil)
+	up := websocket.Upgrader{Subprotocols: []string{"hongbao.v1"}}
+	conn, err := up.Upgrade(w, r, nil)
 	if err != nil {
 		return
 	}
