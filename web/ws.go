@@ -18,9 +18,10 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// serveWS upgrades GET /ws?room=<room>&token=<jwt>. Refusals happen before
-// the upgrade, as plain HTTP errors: 400 for a bad room, 403 for a foreign
-// Origin, 401 for a bad token.
+// serveWS upgrades GET /ws?room=<room> with the token in the subprotocol
+// entry "bearer.<jwt>" (browsers) or in ?token=<jwt> (other clients).
+// Refusals happen before the upgrade, as plain HTTP errors: 400 for a bad
+// room, 403 for a foreign Origin, 401 for a bad token.
 func (a *App) serveWS(c echo.Context) error {
 	r := c.Request()
 	room := c.QueryParam("room")
@@ -32,12 +33,13 @@ func (a *App) serveWS(c echo.Context) error {
 		a.metrics.reject("origin")
 		return packet.Refuse(ErrForbidden, "origin %q is not allowed", r.Header.Get("Origin"))
 	}
-	u, err := a.tokens.Verify(c.QueryParam("token"))
+	token, accept := wsCredentials(r)
+	u, err := a.tokens.Verify(token)
 	if err != nil {
 		a.metrics.reject("token")
 		return err
 	}
-	conn, err := a.upgrader.Upgrade(c.Response(), r, nil)
+	conn, err := a.upgrader.Upgrade(c.Response(), r, accept)
 	if err != nil {
 		return nil // the upgrader has answered the client
 	}
@@ -55,6 +57,34 @@ func (a *App) serveWS(c echo.Context) error {
 	// what ends the connection.
 	go a.hub.Serve(context.WithoutCancel(r.Context()), conn, room, hub.User{ID: u.ID, Name: u.Name}, s)
 	return nil
+}
+
+// wsSubprotocol is the protocol a browser offers next to its bearer entry.
+const wsSubprotocol = "hongbao.v1"
+
+// bearerPrefix starts the subprotocol entry that carries the token.
+const bearerPrefix = "bearer."
+
+// wsCredentials returns the token of an upgrade request and the response
+// header that accepts its subprotocol (nil when it offered none of ours).
+// A browser cannot set Authorization on a WebSocket, and a token in the URL
+// lands in proxy logs, so browsers offer ["hongbao.v1", "bearer.<jwt>"]; the
+// bearer entry wins over ?token=, which stays for non-browser clients. The
+// answer names only hongbao.v1: echoing the bearer entry would put the token
+// in the response.
+func wsCredentials(r *http.Request) (token string, accept http.Header) {
+	for _, p := range websocket.Subprotocols(r) {
+		if p == wsSubprotocol {
+			// The Upgrader has no Subprotocols, so it answers with this one.
+			accept = http.Header{"Sec-Websocket-Protocol": {wsSubprotocol}}
+		} else if t, ok := strings.CutPrefix(p, bearerPrefix); ok && token == "" {
+			token = t
+		}
+	}
+	if token == "" {
+		token = r.URL.Query().Get("token")
+	}
+	return token, accept
 }
 
 // originAllowed admits requests without an Origin (non-browser clients),

@@ -49,9 +49,10 @@ function updateEmpty() {
  * fetched after a reconnect slot in where they belong.
  * @param {HTMLElement} li
  * @param {number} at  server time (ms)
- * @param {{own?: boolean}} [o]  own items always scroll into view
+ * @param {{own?: boolean, quiet?: boolean}} [o]  own items always scroll
+ *   into view; quiet ones (history) never show the "new messages" pill
  */
-export function insertItem(li, at, { own = false } = {}) {
+export function insertItem(li, at, { own = false, quiet = false } = {}) {
   const stick = own || nearBottom();
   li.dataset.at = String(at || 0);
   let before = null;
@@ -64,7 +65,7 @@ export function insertItem(li, at, { own = false } = {}) {
   updateEmpty();
   if (stick) {
     requestAnimationFrame(() => scrollToBottom(false));
-  } else if (!before) {
+  } else if (!before && !quiet) {
     pill.hidden = false;
   }
 }
@@ -83,15 +84,18 @@ export function messageRow(kind, user, body, at) {
 
 const recentOwn = [];
 
-/** chat {id, user, text, at}; `local` marks our own fallback echo. */
-export function addChat(msg) {
+/**
+ * chat {id, user, text, at}; `local` marks our own fallback echo. History
+ * (recent chat sent on joining) shows without the entrance of a new message.
+ */
+export function addChat(msg, { history = false } = {}) {
   if (!msg || typeof msg.text !== 'string') return;
   if (msg.id && chatIds.has(msg.id)) return;
   if (msg.local) {
     // Only when the server did not echo it back to us already.
     const i = recentOwn.findIndex((r) => r.text === msg.text);
     if (i >= 0) { recentOwn.splice(i, 1); return; }
-  } else if (isMe(msg.user)) {
+  } else if (isMe(msg.user) && !history) {
     recentOwn.push({ text: msg.text });
     if (recentOwn.length > 20) recentOwn.shift();
   }
@@ -99,7 +103,8 @@ export function addChat(msg) {
   const at = Number(msg.at) || Date.now();
   const li = messageRow('msg-chat', msg.user, h('p.msg-text', { text: msg.text }), at);
   if (msg.id) li.dataset.msgId = msg.id;
-  insertItem(li, at, { own: isMe(msg.user) });
+  if (history) li.classList.add('msg-history');
+  insertItem(li, at, { own: isMe(msg.user) && !history, quiet: history });
 }
 
 function systemText(key, vars) {

@@ -1,7 +1,8 @@
 // Entry point: join, room lifecycle, WebSocket dispatch, balance, language.
 
 import { Api, ApiError, rememberedName } from './api.js';
-import { RoomSocket, wsURL, SocketError } from './ws.js';
+import { RoomSocket, wsURL, wsProtocols, SocketError, isLimitClose } from './ws.js';
+import { RoomCursor, SeenSet, durableKey, RECOVERED } from './sync.js';
 import { detectLang, setLang, getLang, onLangChange, t, errorMessage, applyTranslations } from './i18n.js';
 import { formatFen } from './money.js';
 import { state, serverNow, isMe, normaliseRoom } from './state.js';
@@ -22,6 +23,13 @@ const api = new Api();
 let socket = null;
 let welcomed = false;
 let bannerTimer = 0;
+/** The last "state" event of the socket, to redraw it (language switch). */
+let connDetail = { state: 'connecting' };
+// The room's stream position and the durable events already applied. One
+// of each: entering a room starts from an empty timeline, so it is always a
+// fresh join, and only reconnects within the room resume with since.
+const cursor = new RoomCursor();
+const seen = new SeenSet();
 
 window.hongbao = Object.freeze({ state });
 
@@ -111,7 +119,17 @@ async function grab(packetId) {
 /* Connection                                                          */
 /* ------------------------------------------------------------------ */
 
-function renderConn(detail) {
+/** The banner line while disconnected: why, and when the next try is. */
+function bannerText(detail, left) {
+  if (detail.why === 'limit' && isLimitClose(detail.code)) {
+    const reason = t(`conn.limit${detail.code}`);
+    return left > 0 ? t('conn.limitBanner', { reason, s: left }) : reason;
+  }
+  return left > 0 ? t('conn.banner', { s: left }) : t('conn.bannerNow');
+}
+
+function renderConn(detail = connDetail) {
+  connDetail = detail;
   const s = detail.state;
   state.conn = s;
   const el = $('#conn-status');
@@ -123,7 +141,7 @@ function renderConn(detail) {
     banner.hidden = false;
     const tick = () => {
       const left = Math.ceil(((socket?.retryAt ?? 0) - Date.now()) / 1000);
-      $('#conn-banner-text').textContent = left > 0 ? t('conn.banner', { s: left }) : t('conn.bannerNow');
+      $('#conn-banner-text').textContent = bannerText(detail, left);
     };
     tick();
     bannerTimer = setInterval(tick, 500);
@@ -135,20 +153,31 @@ function renderConn(detail) {
   document.body.dataset.conn = s;
 }
 
-async function onAuthProblem(why) {
-  if (why === 'auth') {
-    await api.renew();
-  } else {
-    // The upgrade failed (a 401 looks like any other failure to a browser)
-    // or the server closed with 1008: GET /me renews the session only if
-    // the token really is the problem, so a wallet is never dropped lightly.
-    await api.me();
-  }
+async function onAuthProblem() {
+  // The upgrade failed (a 401 looks like any other failure to a browser) or
+  // the server closed with 1008: GET /me renews the session only if the
+  // token really is the problem, so a wallet is never dropped lightly.
+  await api.me();
 }
 
-/** After (re)connecting: catch up on what we missed. */
+let syncing = null;
+let syncAgain = false;
+
+/**
+ * Reload the room's state over REST: on a fresh join, and when the server
+ * could not replay what this page missed (resync, a gap, a new epoch). One
+ * at a time; a request during one runs once more after it.
+ */
 async function syncRoom() {
+  if (syncing) { syncAgain = true; return; }
+  syncing = loadRoom();
+  try { await syncing; } finally { syncing = null; }
+  if (syncAgain) { syncAgain = false; syncRoom(); }
+}
+
+async function loadRoom() {
   const room = state.room;
+  state.sync.reloads++;
   refreshMe(0);
   try {
     const { packets = [] } = await api.roomPackets(room, { status: 'all', limit: 50 });
@@ -163,17 +192,36 @@ async function syncRoom() {
   }
 }
 
+function publishSync() {
+  Object.assign(state.sync, cursor.snapshot());
+}
+
+function onWelcome(msg) {
+  if (Number.isFinite(msg.server_time)) state.clockOffset = msg.server_time - Date.now();
+  if (msg.user) state.user = msg.user;
+  const outcome = cursor.welcome(msg);
+  publishSync();
+  const reconnect = welcomed;
+  welcomed = true;
+  // Grabs are not replayed: a rain running meanwhile asks for its claims.
+  if (reconnect) { markRainsIncomplete(); toast(t('conn.restored')); }
+  if (outcome === RECOVERED) {
+    // The missed packets, rains and chat follow as frames. The balance may
+    // have moved by grabs elsewhere, which are not replayed.
+    refreshMe(0);
+  } else {
+    syncRoom();
+  }
+}
+
 function onMessage(msg) {
+  if (msg.type === 'welcome') { onWelcome(msg); return; }
+  const pos = cursor.observe(msg);
+  publishSync();
+  if (pos.reload) { markRainsIncomplete(); syncRoom(); }
+  // Each durable event is applied once, however often it arrives.
+  if (!seen.first(durableKey(msg))) return;
   switch (msg.type) {
-    case 'welcome': {
-      if (Number.isFinite(msg.server_time)) state.clockOffset = msg.server_time - Date.now();
-      if (msg.user) state.user = msg.user;
-      const reconnect = welcomed;
-      welcomed = true;
-      if (reconnect) { markRainsIncomplete(); toast(t('conn.restored')); }
-      syncRoom();
-      break;
-    }
     case 'packet': {
       adoptRainPacket(msg.packet);
       const vm = upsertPacket(msg.packet);
@@ -202,7 +250,7 @@ function onMessage(msg) {
       break;
     }
     case 'chat':
-      addChat(msg);
+      addChat(msg, { history: pos.history });
       break;
     case 'presence':
       renderPresence(msg);
@@ -220,7 +268,15 @@ function connect() {
   socket = null;
   old?.stop(); // its last "closed" event is ignored below: we are switching, not dropping
   welcomed = false;
-  const s = new RoomSocket({ url: () => wsURL(state.room, api.token), onAuthProblem });
+  cursor.reset();
+  seen.clear();
+  Object.assign(state.sync, cursor.snapshot(), { reloads: 0 });
+  // The token goes in a subprotocol entry, never in the URL (proxies log URLs).
+  const s = new RoomSocket({
+    url: () => wsURL(state.room, { since: cursor.connecting() }),
+    protocols: () => wsProtocols(api.token),
+    onAuthProblem,
+  });
   socket = s;
   s.addEventListener('state', (e) => { if (socket === s) renderConn(e.detail); });
   s.addEventListener('message', (e) => { if (socket === s) onMessage(e.detail); });
@@ -359,7 +415,7 @@ async function join(name) {
 function relabelAll() {
   state.lang = getLang();
   showRoomName();
-  renderConn({ state: state.conn });
+  renderConn();
   renderPresence();
   relabelTimes();
   relabelPackets();
@@ -389,7 +445,7 @@ function boot() {
 
   $('#lang-toggle').addEventListener('click', () => setLang(getLang() === 'zh' ? 'en' : 'zh'));
   onLangChange(relabelAll);
-  $('#conn-retry').addEventListener('click', () => socket?.retryNow());
+  $('#conn-retry').addEventListener('click', () => socket?.retryNow({ manual: true }));
   $('#me-button').addEventListener('click', showJoin);
   $('#join-form').addEventListener('submit', (e) => { e.preventDefault(); join($('#name-input').value); });
   api.onSessionChange((s) => {

@@ -22,6 +22,11 @@ export const state = {
   presence: { online: 0, users: [] },
   /** Rain currently on screen (id) or null. */
   activeRain: null,
+  /**
+   * The room's stream position (see sync.js): epoch, seq, how the current
+   * connection started (outcome), and how many REST reloads this room took.
+   */
+  sync: { epoch: null, seq: null, outcome: null, reloads: 0 },
 };
 
 /** The server's clock, corrected for skew. */

@@ -1,12 +1,33 @@
-// WebSocket client for one room: reconnects with exponential backoff and
-// full jitter, matches `result` frames to requests by `ref`.
+// WebSocket client for one room: authenticates with a subprotocol entry (the
+// token never goes in the URL, where proxies log it), reconnects with
+// exponential backoff and full jitter, honours the server's close codes, and
+// matches `result` frames to requests by `ref`.
 
 export const BACKOFF_BASE_MS = 500;
 export const BACKOFF_CAP_MS = 10000;
+/** After a limit refusal (4001..4004): wait at least this long, plus jitter. */
+export const LIMIT_BACKOFF_MS = 30000;
+export const LIMIT_JITTER_MS = 30000;
+/** After 1001 (the server drains): reconnect at once, spread over this much. */
+export const DRAIN_JITTER_MS = 1000;
 const RESULT_TIMEOUT_MS = 10000;
-/** 4001: the server rejected our token. 1008: a policy violation, maybe the token. */
-const CLOSE_AUTH = 4001;
-const CLOSE_POLICY = 1008;
+export const SUBPROTOCOL = 'hongbao.v1';
+
+/** Close codes the server sends (docs/protocol.md, "Close codes"). */
+export const CLOSE = Object.freeze({
+  GOING_AWAY: 1001, // the server is draining: go to another instance
+  POLICY: 1008, // flood or a full send queue (maybe a token problem)
+  INTERNAL: 1011, // the server failed on this connection
+  USER_CONNS: 4001, // too many connections for this user
+  IP_CONNS: 4002, // too many connections from this address
+  ROOMS: 4003, // this server has too many rooms
+  NEW_ROOMS: 4004, // too many new rooms from this address
+});
+
+/** 4001..4004: a cap refused the connection. */
+export function isLimitClose(code) {
+  return code >= CLOSE.USER_CONNS && code <= CLOSE.NEW_ROOMS;
+}
 
 /**
  * Full-jitter backoff (AWS architecture blog): a uniformly random delay in
@@ -17,11 +38,39 @@ export function backoffDelay(attempt, { base = BACKOFF_BASE_MS, cap = BACKOFF_CA
   return Math.floor(random() * ceiling);
 }
 
-/** ws: or wss: URL for the page's own host. */
-export function wsURL(room, token, loc = globalThis.location) {
+/**
+ * What to do after a socket closed with code:
+ *  why       limit | draining | policy | failed | closed
+ *  delay     ms before the next attempt
+ *  checkAuth let the app check the session first (an HTTP 401 at upgrade
+ *            is invisible to browsers: the socket just fails before opening)
+ *  hold      a limit refusal: automatic retries (online, visible) wait too
+ *  backoff   the attempt counts towards the exponential backoff
+ */
+export function closePlan(code, opened, attempt, random = Math.random) {
+  if (isLimitClose(code)) {
+    return { why: 'limit', delay: LIMIT_BACKOFF_MS + Math.floor(random() * LIMIT_JITTER_MS), checkAuth: false, hold: true, backoff: true };
+  }
+  if (code === CLOSE.GOING_AWAY) {
+    return { why: 'draining', delay: Math.floor(random() * DRAIN_JITTER_MS), checkAuth: false, hold: false, backoff: false };
+  }
+  const delay = backoffDelay(attempt, { random });
+  if (code === CLOSE.POLICY) return { why: 'policy', delay, checkAuth: true, hold: false, backoff: true };
+  if (!opened) return { why: 'failed', delay, checkAuth: true, hold: false, backoff: true };
+  return { why: 'closed', delay, checkAuth: false, hold: false, backoff: true }; // 1011 and drops
+}
+
+/** ws: or wss: URL for the page's own host; since resumes the room's stream. */
+export function wsURL(room, { since = null } = {}, loc = globalThis.location) {
   const proto = loc.protocol === 'https:' ? 'wss:' : 'ws:';
-  const q = new URLSearchParams({ room, token: token ?? '' });
+  const q = new URLSearchParams({ room });
+  if (since) q.set('since', since);
   return `${proto}//${loc.host}/ws?${q}`;
+}
+
+/** The subprotocols to offer: ours, and the token as "bearer.<jwt>". */
+export function wsProtocols(token) {
+  return token ? [SUBPROTOCOL, `bearer.${token}`] : [SUBPROTOCOL];
 }
 
 export class SocketError extends Error {
@@ -30,22 +79,26 @@ export class SocketError extends Error {
 
 /**
  * Events (EventTarget):
- *  - "state"   detail {state: connecting|open|closed, retryAt?: ms epoch, attempt}
+ *  - "state"   detail {state: connecting|open|closed, attempt, retryAt?: ms epoch, why?, code?, reason?}
  *  - "message" detail: the parsed server frame
  *  - "open"    detail {reconnect: boolean}
  */
 export class RoomSocket extends EventTarget {
   /**
    * @param {object} o
-   * @param {() => string} o.url          URL builder, called for every attempt (fresh token)
-   * @param {(why: string) => Promise<void>} o.onAuthProblem  renew the session
+   * @param {() => string} o.url          URL builder, called for every attempt
+   * @param {() => string[]} [o.protocols] subprotocols, called for every attempt (fresh token)
+   * @param {(why: string) => Promise<void>} o.onAuthProblem  check or renew the session
    * @param {typeof WebSocket} [o.WebSocketImpl]
+   * @param {() => number} [o.random]
    */
-  constructor({ url, onAuthProblem, WebSocketImpl = globalThis.WebSocket }) {
+  constructor({ url, protocols = () => [], onAuthProblem, WebSocketImpl = globalThis.WebSocket, random = Math.random }) {
     super();
     this.url = url;
+    this.protocols = protocols;
     this.onAuthProblem = onAuthProblem;
     this.WS = WebSocketImpl;
+    this.random = random;
     this.ws = null;
     this.state = 'closed';
     this.attempt = 0;
@@ -55,6 +108,8 @@ export class RoomSocket extends EventTarget {
     this.refSeq = 0;
     this.pending = new Map();
     this.retryAt = 0;
+    /** After a limit refusal, no automatic retry before this (ms epoch). */
+    this.holdUntil = 0;
     this.onOnline = () => this.retryNow();
     this.onVisible = () => { if (document.visibilityState === 'visible' && this.state === 'closed') this.retryNow(); };
   }
@@ -88,9 +143,10 @@ export class RoomSocket extends EventTarget {
     this.setState('connecting');
     let ws;
     try {
-      ws = new this.WS(this.url());
+      ws = new this.WS(this.url(), this.protocols());
     } catch {
-      this.scheduleRetry(false);
+      // A URL or subprotocol the browser refuses: nothing the session can fix.
+      this.scheduleRetry({ why: 'failed', delay: backoffDelay(this.attempt, { random: this.random }), checkAuth: false, hold: false, backoff: true });
       return;
     }
     this.ws = ws;
@@ -121,26 +177,19 @@ export class RoomSocket extends EventTarget {
       if (this.ws !== ws) return;
       this.ws = null;
       this.failPending('unavailable');
-      // An HTTP 401 at upgrade is invisible to browsers: the socket just
-      // fails before opening. Let the app check the session in that case,
-      // and after a 1008 (the app asks GET /me, which is 401 only if the
-      // token is bad). 4001 means the token was refused.
-      let why = opened ? 'closed' : 'failed';
-      if (ev.code === CLOSE_AUTH) why = 'auth';
-      else if (ev.code === CLOSE_POLICY) why = 'policy';
-      this.scheduleRetry(why !== 'closed', why);
+      this.scheduleRetry(closePlan(ev.code, opened, this.attempt, this.random), ev);
     };
   }
 
-  async scheduleRetry(checkAuth, why = 'failed') {
+  async scheduleRetry(plan, ev = {}) {
     if (this.stopped) return;
-    const delay = why === 'auth' ? 0 : backoffDelay(this.attempt);
-    this.attempt++;
-    this.retryAt = Date.now() + delay;
-    this.setState('closed', { retryAt: this.retryAt, why });
-    if (checkAuth && this.onAuthProblem) {
+    if (plan.backoff) this.attempt++;
+    this.retryAt = Date.now() + plan.delay;
+    this.holdUntil = plan.hold ? this.retryAt : 0;
+    this.setState('closed', { retryAt: this.retryAt, why: plan.why, code: ev.code, reason: ev.reason });
+    if (plan.checkAuth && this.onAuthProblem) {
       const before = this.ws;
-      try { await this.onAuthProblem(why); } catch { /* network still down: keep retrying */ }
+      try { await this.onAuthProblem(plan.why); } catch { /* network still down: keep retrying */ }
       // Stopped, or someone (retryNow) already connected meanwhile.
       if (this.stopped || this.ws !== before || this.state !== 'closed') return;
     }
@@ -148,8 +197,13 @@ export class RoomSocket extends EventTarget {
     this.timer = setTimeout(() => this.connect(), Math.max(0, this.retryAt - Date.now()));
   }
 
-  retryNow() {
+  /**
+   * Connect now if closed. After a limit refusal only the user's own retry
+   * (manual) may cut the wait short; coming online or back to the tab may not.
+   */
+  retryNow({ manual = false } = {}) {
     if (this.stopped || this.state !== 'closed') return;
+    if (!manual && Date.now() < this.holdUntil) return;
     clearTimeout(this.timer);
     this.connect();
   }
@@ -168,6 +222,7 @@ export class RoomSocket extends EventTarget {
   reconnect() {
     if (this.stopped) return;
     this.attempt = 0;
+    this.holdUntil = 0;
     this.connect();
   }
 
