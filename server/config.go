@@ -198,7 +198,7 @@ func registerFlags(fs *flag.FlagSet, c *Config) ([]setting, []error) {
 	rate(&c.ChatRate, "chat-rate", "HONGBAO_CHAT_RATE", d.ChatRate, "chat messages per second per connection")
 	num(&c.ChatBurst, "chat-burst", "HONGBAO_CHAT_BURST", d.ChatBurst, "chat messages a connection may send at once", atLeast(1))
 	dur(&c.DrainDelay, "drain-delay", "HONGBAO_DRAIN_DELAY", d.DrainDelay, "shutdown, phase 1: after SIGTERM, /readyz answers 503 but everything is still served for this long, so load balancers stop sending new clients; then the listener closes", atLeast[time.Duration](0))
-	dur(&c.ShutdownTimeout, "shutdown-timeout", "HONGBAO_SHUTDOWN_TIMEOUT", d.ShutdownTimeout, "shutdown, phase 2: how long REST requests in flight and WebSocket frames being handled get to finish (WebSockets read no new frames)", over[time.Duration](0))
+	dur(&c.ShutdownTimeout, "shutdown-timeout", "HONGBAO_SHUTDOWN_TIMEOUT", d.ShutdownTimeout, "shutdown, phase 2: how long REST requests in flight and WebSocket frames being handled get to finish (WebSockets take no new frames)", over[time.Duration](0))
 	dur(&c.CloseTimeout, "close-timeout", "HONGBAO_CLOSE_TIMEOUT", d.CloseTimeout, "shutdown, phase 3: how long WebSockets get to receive what is queued for them and the 1001 close; then the rest are cut", over[time.Duration](0))
 	dur(&c.ReadTimeout, "read-timeout", "HONGBAO_READ_TIMEOUT", d.ReadTimeout, "longest time to read one HTTP request, body included (an open WebSocket is not bound by it)", over[time.Duration](0))
 	dur(&c.IdleTimeout, "idle-timeout", "HONGBAO_IDLE_TIMEOUT", d.IdleTimeout, "how long an idle keep-alive HTTP connection stays open", over[time.Duration](0))
