@@ -16,6 +16,8 @@
 //   - publish.go: publishes to a busy room batched into one broker message.
 //   - room.go: sharded room membership and the broker subscription lifecycle.
 //   - client.go: one connection: the read loop and its on-demand writer.
+//   - drain.go: stopping: frames in hand answered, then 1001.
+//   - recover.go: a panic serving one connection closes it with 1011.
 //   - ping.go: the hub's timekeeper: keepalive pings and write timeouts.
 //   - coalesce.go: throttling of "grabbed" frames in very large rooms.
 //   - presence*.go: online counts shared across instances.

@@ -211,6 +211,18 @@ func TestPanicClosesOnlyThatConnection(t *testing.T) {
 			waitFor(t, 5*time.Second, "OnClose", func() bool { return sh.closed.Load() > closed })
 			return code
 		}},
+		{"writer", func(t *testing.T) int {
+			c := ts.dial(t, "room", "writer-victim")
+			waitConns(t, ts.hub, 2)
+			var victim *Client
+			ts.hub.eachClient(func(cl *Client) {
+				if cl.User().ID == "writer-victim" {
+					victim = cl
+				}
+			})
+			victim.enqueue(nil) // the writer panics on a nil frame
+			return c.closeCode(t, 5*time.Second)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code := tc.provoke(t)

@@ -20,7 +20,9 @@ type User struct {
 	Name string `json:"name"`
 }
 
-// Handler is the application's side of a connection.
+// Handler is the application's side of a connection. A panic in any of its
+// methods closes that connection with 1011 (internal error), is logged with
+// its stack and counted, and leaves every other connection alone.
 type Handler interface {
 	// OnOpen runs on Serve's goroutine after the client has joined its room
 	// (so frames published from now on reach it); it may c.Send a welcome.

@@ -3,6 +3,7 @@ package hub
 import (
 	"fmt"
 	"runtime/debug"
+	"time"
 
 	"github.com/gorilla/websocket"
 )
@@ -40,10 +41,11 @@ func (h *Hub) recoverServe(c *Client) {
 	}
 }
 
-// recoverWriter ends a writer that panicked: nothing more is written (the
-// connection's framing may be broken), the writer's turn ends so Serve's
-// teardown does not wait for it, and the socket is closed, which ends the
-// read loop.
+// recoverWriter ends a writer that panicked: the writer's turn ends so
+// Serve's teardown does not wait for it, a 1011 close frame is attempted
+// (if the panic came mid-frame the peer sees a broken frame instead, which
+// ends the connection as surely), nothing more is written, and the socket
+// is closed, which ends the read loop.
 func (c *Client) recoverWriter() {
 	v := recover()
 	if v == nil {
@@ -56,6 +58,8 @@ func (c *Client) recoverWriter() {
 	c.dropQueueLocked()
 	c.exitLocked()
 	if c.conn != nil {
+		msg := websocket.FormatCloseMessage(websocket.CloseInternalServerErr, closeInternal)
+		_ = c.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace))
 		_ = c.conn.Close()
 	}
 }
