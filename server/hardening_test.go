@@ -180,3 +180,22 @@ func TestReadyzHidesInternals(t *testing.T) {
 		t.Fatalf("readyz with Redis down: %d %s", resp.StatusCode, body)
 	}
 }
+
+// HONGBAO_STARTING_BALANCE=0 means what it says (no money for guests), not
+// "the default".
+func TestZeroStartingBalance(t *testing.T) {
+	db, _ := redistest.New(t)
+	for _, tc := range []struct {
+		balance, want int64
+	}{{0, 0}, {-1, 0}, {250, 250}} {
+		t.Run(fmt.Sprint(tc.balance), func(t *testing.T) {
+			cfg := testConfig(t, db.URL())
+			cfg.StartingBalance = tc.balance
+			s := startServer(t, cfg)
+			_, tok := session(t, s, "Guest")
+			if got := meBalance(t, s, tok); got != tc.want {
+				t.Fatalf("starting balance %d: guest has %d, want %d", tc.balance, got, tc.want)
+			}
+		})
+	}
+}
