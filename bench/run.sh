@@ -24,7 +24,7 @@ RPORT=${RPORT:-6390}
 SECTIONS=${SECTIONS:-"ceiling hot watchmulti spread fanout rain two settled"}
 PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432/postgres}
 CENTRIFUGO=${CENTRIFUGO:-$(command -v centrifugo || echo "$(go env GOPATH)/bin/centrifugo")}
-SECRET=benchsecret ADMIN=benchadmin APIKEY=benchapikey
+SECRET=bench-secret-0123456789abcdef012345 ADMIN=bench-admin-0123456789abcdef0123456 APIKEY=benchapikey
 if [[ -n "${QUICK:-}" ]]; then
   REPS=1 CEIL_N=50000 HOT_N=200 HOT_S=100 HOT_R=5 WM_K=200 WM_R=2 SPREAD_N=200 RAIN_N=1000 RAIN_P=3 RAIN_D=3s FAN_NS="500 1000" FAN_B=5 TWO_FAN_N=1000 SETTLED_N=2000
 fi
@@ -76,7 +76,7 @@ start_hb() {
   local port=$1; shift
   env REDIS_URL="$REDIS_URL" HONGBAO_ADDR="127.0.0.1:$port" HONGBAO_SECRET=$SECRET HONGBAO_ADMIN_TOKEN=$ADMIN \
     HONGBAO_SESSION_RATE=100000 HONGBAO_SESSION_BURST=100000 HONGBAO_GRAB_RATE=1000 HONGBAO_GRAB_BURST=1000 \
-    HONGBAO_ALLOWED_ORIGINS='*' HONGBAO_LOG_LEVEL=warn HONGBAO_PPROF_ADDR="127.0.0.1:$((port - 2000))" "$@" \
+    HONGBAO_ALLOWED_ORIGINS='*' HONGBAO_LOG_LEVEL=warn HONGBAO_DRAIN_DELAY=0s HONGBAO_PPROF_ADDR="127.0.0.1:$((port - 2000))" "$@" \
     timeout 1h "$OUT/bin/hb" >>"$OUT/hb-$port.log" 2>&1 &
   local w=$!; echo "$w" >>"$OUT/pids"
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
@@ -96,11 +96,11 @@ fresh_db() {
 lag() {
   local before=-1 now
   for _ in $(seq 30); do
-    now=$(curl -sf "http://127.0.0.1:$1/metrics" | awk '/^hongbao_settlement_lag_seconds_count/{print $2}')
+    now=$(curl -sf -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$1/metrics" | awk '/^hongbao_settlement_lag_seconds_count/{print $2}')
     [[ "$now" == "$before" ]] && break
     before=$now; sleep 1
   done
-  curl -sf "http://127.0.0.1:$1/metrics" | grep '^hongbao_settlement_lag_seconds' >"$2" || true
+  curl -sf -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$1/metrics" | grep '^hongbao_settlement_lag_seconds' >"$2" || true
 }
 load() { timeout 5m "$OUT/bin/load" -timeout 4m -secret $SECRET -admin-token $ADMIN -api-key $APIKEY -q -json "$@"; }
 cf_start() {

@@ -48,6 +48,7 @@ type Client struct {
 	ping      bool          // a ping is due
 	closeCode int           // set once, with closing
 	closeText string        // set once, with closing
+	closeLast bool          // set once, with closing: the queue is written before the close frame
 	closeSent bool          // the writer has taken the close frame; nothing is written after it
 	stopped   bool          // Serve is tearing down: no writer may start any more
 	idle      chan struct{} // when non-nil, closed by the writer as it exits (Serve waits on it)
@@ -166,33 +167,55 @@ func (c *Client) Close(code int, reason string) {
 	c.closeWith(code, reason)
 }
 
+// closeAfterQueue is Close for a hub shutting down: the frames queued so far
+// (the answers of the frames just handled among them) are written before the
+// close frame, and nothing is queued after it. Writing them is bounded by
+// Hub.Shutdown's deadline (and WriteTimeout); the peer then has closeGrace
+// to answer the close.
+func (c *Client) closeAfterQueue(code int, reason string) {
+	c.startClose(code, reason, true)
+}
+
 // closeWith reports whether this call was the one that started closing.
 func (c *Client) closeWith(code int, reason string) bool {
+	return c.startClose(code, reason, false)
+}
+
+func (c *Client) startClose(code int, reason string, flush bool) bool {
 	c.mu.Lock()
 	if c.closing.Load() {
 		c.mu.Unlock()
 		return false
 	}
-	c.closeCode, c.closeText = code, reason
+	c.closeCode, c.closeText, c.closeLast = code, reason, flush
 	c.closing.Store(true)
 	start := c.startWriterLocked()
 	c.mu.Unlock()
 	if start {
 		go c.writeLoop()
 	}
-	if c.conn == nil {
-		return true
+	if !flush {
+		// The writer may be stuck for up to WriteTimeout in a write to a
+		// peer that stopped reading, unable to get to the close frame, or
+		// the peer may never answer it. (With flush, the writer arms this
+		// once the close frame is out.)
+		c.cutAfterGrace()
 	}
-	// The writer may be stuck for up to WriteTimeout in a write to a peer
-	// that stopped reading, unable to get to the close frame, or the peer may
-	// never answer it. After the grace period, cut the socket: that fails the
-	// stuck write and the blocked read, and both wind down.
+	return true
+}
+
+// cutAfterGrace cuts the socket after closeGrace unless the read loop has
+// ended by then: that fails a stuck write and the blocked read, and both
+// wind down.
+func (c *Client) cutAfterGrace() {
+	if c.conn == nil {
+		return
+	}
 	time.AfterFunc(closeGrace, func() {
 		if !c.readEnded.Load() {
 			_ = c.conn.NetConn().Close()
 		}
 	})
-	return true
 }
 
 func (c *Client) isClosing() bool { return c.closing.Load() }
@@ -204,17 +227,21 @@ func (c *Client) isClosing() bool { return c.closing.Load() }
 // writes again. A failed write closes the socket, so a read loop blocked on
 // a dead peer returns too.
 func (c *Client) writeLoop() {
+	defer c.recoverWriter()
 	n := 0
 	defer func() { c.hub.m.out(n) }()
 	for {
 		c.mu.Lock()
 		switch {
-		case c.closing.Load() && !c.closeSent:
+		case c.closing.Load() && !c.closeSent && (!c.closeLast || c.head == len(c.queue) || c.stopped):
 			c.closeSent = true
 			c.dropQueueLocked()
-			code, text := c.closeCode, c.closeText
+			code, text, last := c.closeCode, c.closeText, c.closeLast
 			c.mu.Unlock()
 			c.writeClose(code, text)
+			if last {
+				c.cutAfterGrace()
+			}
 			continue
 		case c.closeSent || c.stopped:
 			c.dropQueueLocked()
@@ -378,7 +405,13 @@ func (c *Client) readLoop(handler Handler) {
 			continue
 		}
 		c.hub.m.in()
-		handler.HandleMessage(c.ctx, c, msg)
+		if !c.hub.beginHandling() {
+			// The hub is draining: a frame it takes now could not be
+			// answered before the close, so it is not taken at all.
+			continue
+		}
+		c.hub.safely(c, "HandleMessage", func() { handler.HandleMessage(c.ctx, c, msg) })
+		c.hub.endHandling()
 	}
 }
 

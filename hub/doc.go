@@ -16,6 +16,8 @@
 //   - publish.go: publishes to a busy room batched into one broker message.
 //   - room.go: sharded room membership and the broker subscription lifecycle.
 //   - client.go: one connection: the read loop and its on-demand writer.
+//   - drain.go: stopping: frames in hand answered, then 1001.
+//   - recover.go: a panic serving one connection closes it with 1011.
 //   - ping.go: the hub's timekeeper: keepalive pings and write timeouts.
 //   - throttle.go: the application's hook to thin out a big room's frames.
 //   - presence*.go: online counts shared across instances.

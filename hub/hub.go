@@ -20,7 +20,9 @@ type User struct {
 	Name string `json:"name"`
 }
 
-// Handler is the application's side of a connection.
+// Handler is the application's side of a connection. A panic in any of its
+// methods closes that connection with 1011 (internal error), is logged with
+// its stack and counted, and leaves every other connection alone.
 type Handler interface {
 	// OnOpen runs on Serve's goroutine after the client has joined its room
 	// (so frames published from now on reach it); it may c.Send a welcome.
@@ -67,6 +69,13 @@ type Hub struct {
 	closed  bool
 	closing atomic.Bool // mirrors closed for lock-free checks
 	serving sync.WaitGroup
+
+	// Drain (drain.go): once draining is set no read loop starts handling
+	// a frame; handling counts the frames being handled, and drained is
+	// signalled when it falls to zero while draining.
+	draining atomic.Bool
+	handling atomic.Int64
+	drained  chan struct{}
 }
 
 // New returns a Hub that exchanges frames through broker. logger may be nil
@@ -85,6 +94,7 @@ func New(cfg Config, broker Broker, logger *slog.Logger, m *Metrics) *Hub {
 		seed:     maphash.MakeSeed(),
 		epoch:    time.Now(),
 		shards:   make([]*shard, cfg.Shards),
+		drained:  make(chan struct{}, 1),
 	}
 	h.pubq.hub = h
 	h.memberSlices.New = func() any { return new([]*Client) }
@@ -126,7 +136,7 @@ func (h *Hub) Run(ctx context.Context) error {
 // closes the connection with 1001. Serve closes conn.
 func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, room string, u User, handler Handler) {
 	h.mu.RLock()
-	if h.closed {
+	if h.closed || h.draining.Load() {
 		h.mu.RUnlock()
 		refuse(conn, websocket.CloseGoingAway, "server shutting down")
 		return
@@ -136,6 +146,7 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, room string, u Us
 	defer h.serving.Done()
 
 	c := newClient(ctx, h, conn, room, u)
+	defer h.recoverServe(c)
 	defer c.cancel()
 	if err := h.join(ctx, c); err != nil {
 		h.log.Error("hub: join failed", "room", room, "user", u.ID, "err", err)
@@ -151,7 +162,7 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, room string, u Us
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.WriteTimeout)
 		h.leave(lctx, c)
 		cancel()
-		handler.OnClose(c)
+		h.safely(c, "OnClose", func() { handler.OnClose(c) })
 	}()
 	// Checked after joining: Shutdown sets closing before it walks the rooms,
 	// so a client either is seen by that walk or sees closing here.
@@ -161,7 +172,7 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, room string, u Us
 	stop := context.AfterFunc(ctx, func() { c.Close(websocket.CloseGoingAway, "server shutting down") })
 	defer stop()
 
-	handler.OnOpen(c.ctx, c)
+	h.safely(c, "OnOpen", func() { handler.OnOpen(c.ctx, c) })
 	c.readLoop(handler)
 }
 
@@ -278,33 +289,6 @@ func (h *Hub) broadcastLocal(room string, frame []byte) {
 
 // fanoutBatch is how many members broadcastLocal queues for between yields.
 const fanoutBatch = 64
-
-// Shutdown refuses new connections, closes every connection with 1001
-// (going away) and waits for them to finish, until ctx is done; connections
-// still open then are cut without a close handshake.
-func (h *Hub) Shutdown(ctx context.Context) {
-	h.mu.Lock()
-	h.closed = true
-	h.closing.Store(true)
-	h.mu.Unlock()
-
-	h.eachClient(func(c *Client) { c.Close(websocket.CloseGoingAway, "server shutting down") })
-	done := make(chan struct{})
-	go func() {
-		h.serving.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		h.log.Warn("hub: shutdown deadline passed; cutting remaining connections", "connections", h.nconns.Load())
-		h.eachClient(func(c *Client) {
-			if c.conn != nil {
-				_ = c.conn.NetConn().Close()
-			}
-		})
-	}
-}
 
 // Stats reports the local connection and room counts.
 func (h *Hub) Stats() (connections, rooms int) {

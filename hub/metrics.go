@@ -17,6 +17,7 @@ type Metrics struct {
 	brokerRecv     prometheus.Counter
 	evictions      prometheus.Counter
 	fanoutDuration prometheus.Histogram
+	panics         prometheus.Counter
 }
 
 // NewMetrics creates the hub's collectors and registers them with reg (when
@@ -53,6 +54,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Subsystem: sub, Name: "slow_client_evictions_total",
 			Help: "Clients closed because their send queue overflowed.",
 		}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "panics_total",
+			Help: "Panics while serving a connection (handler or writer); each closed its connection with 1011.",
+		}),
 		fanoutDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: ns, Subsystem: sub, Name: "broadcast_fanout_seconds",
 			Help:    "Time from broker receipt of a frame to its last local enqueue.",
@@ -61,7 +66,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.rooms, m.messagesIn, m.messagesOut,
-			m.brokerPub, m.brokerRecv, m.evictions, m.fanoutDuration)
+			m.brokerPub, m.brokerRecv, m.evictions, m.fanoutDuration, m.panics)
 	}
 	return m
 }
@@ -111,5 +116,11 @@ func (m *Metrics) evicted() {
 func (m *Metrics) fanout(since time.Time) {
 	if m != nil {
 		m.fanoutDuration.Observe(time.Since(since).Seconds())
+	}
+}
+
+func (m *Metrics) panicked() {
+	if m != nil {
+		m.panics.Inc()
 	}
 }

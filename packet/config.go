@@ -14,11 +14,11 @@ import (
 const MaxCountLimit = 10000
 
 // Config configures a Store. Zero fields take the defaults documented on
-// each field.
+// each field; DefaultConfig returns them all.
 type Config struct {
 	// Prefix starts every key. Default "hb".
 	Prefix string
-	// Limits bound what may be created. Default DefaultLimits.
+	// Limits bound what may be created. Default DefaultLimits().
 	Limits Limits
 	// Ledger, when set, is the system of record: wallets, debits, claims and
 	// refunds are committed to PostgreSQL and Redis holds only live packets.
@@ -84,41 +84,67 @@ type Config struct {
 	NoShebang bool
 }
 
+// DefaultConfig returns a Config with every default filled in (a fresh
+// Splitter each call). Zero fields of a Config given to NewStore take these
+// values.
+func DefaultConfig() Config {
+	return Config{
+		Prefix:        "hb",
+		Limits:        DefaultLimits(),
+		PendingGrace:  30 * time.Second,
+		SettleGrace:   10 * time.Second,
+		SweepLease:    30 * time.Second,
+		SweepBatch:    100,
+		RetainSettled: 10 * time.Minute,
+		WaitTimeout:   time.Second,
+		SettleBatch:   500,
+		SettleWorkers: 4,
+		SweepWorkers:  8,
+		HistoryLen:    100,
+		RoomHistory:   200,
+		Now:           time.Now,
+		Splitter:      NewSplitter(),
+		Logger:        slog.Default(),
+		MaxBatch:      256,
+	}
+}
+
 func (c Config) withDefaults() Config {
+	d := DefaultConfig()
 	c.Limits = c.Limits.withDefaults()
-	def := func(d *time.Duration, v time.Duration) {
-		if *d <= 0 {
-			*d = v
+	def := func(v *time.Duration, dv time.Duration) {
+		if *v <= 0 {
+			*v = dv
 		}
 	}
-	num := func(n *int, v int) {
+	num := func(n *int, dv int) {
 		if *n <= 0 {
-			*n = v
+			*n = dv
 		}
 	}
 	if c.Prefix == "" {
-		c.Prefix = "hb"
+		c.Prefix = d.Prefix
 	}
-	def(&c.PendingGrace, 30*time.Second)
-	def(&c.SettleGrace, 10*time.Second)
-	def(&c.SweepLease, 30*time.Second)
-	def(&c.RetainSettled, 10*time.Minute)
-	def(&c.WaitTimeout, time.Second)
-	num(&c.SweepBatch, 100)
-	num(&c.SettleBatch, 500)
-	num(&c.SettleWorkers, 4)
-	num(&c.SweepWorkers, 8)
-	num(&c.HistoryLen, 100)
-	num(&c.RoomHistory, 200)
-	num(&c.MaxBatch, 256)
+	def(&c.PendingGrace, d.PendingGrace)
+	def(&c.SettleGrace, d.SettleGrace)
+	def(&c.SweepLease, d.SweepLease)
+	def(&c.RetainSettled, d.RetainSettled)
+	def(&c.WaitTimeout, d.WaitTimeout)
+	num(&c.SweepBatch, d.SweepBatch)
+	num(&c.SettleBatch, d.SettleBatch)
+	num(&c.SettleWorkers, d.SettleWorkers)
+	num(&c.SweepWorkers, d.SweepWorkers)
+	num(&c.HistoryLen, d.HistoryLen)
+	num(&c.RoomHistory, d.RoomHistory)
+	num(&c.MaxBatch, d.MaxBatch)
 	if c.Now == nil {
-		c.Now = time.Now
+		c.Now = d.Now
 	}
 	if c.Splitter == nil {
-		c.Splitter = NewSplitter()
+		c.Splitter = d.Splitter
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = d.Logger
 	}
 	return c
 }

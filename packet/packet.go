@@ -69,7 +69,7 @@ type State struct {
 }
 
 // Limits bound what a sender may create. Zero fields take the defaults in
-// DefaultLimits.
+// DefaultLimits().
 type Limits struct {
 	// MaxCount is the largest number of shares. Default 1000.
 	MaxCount int
@@ -89,19 +89,21 @@ type Limits struct {
 	MinTTL time.Duration
 }
 
-// DefaultLimits are the limits used for zero fields of Limits.
-var DefaultLimits = Limits{
-	MaxCount:    1000,
-	MinShare:    1,
-	MaxShare:    20000,
-	MaxGreeting: 64,
-	DefaultTTL:  24 * time.Hour,
-	MaxTTL:      72 * time.Hour,
-	MinTTL:      time.Second,
+// DefaultLimits returns the limits used for zero fields of Limits.
+func DefaultLimits() Limits {
+	return Limits{
+		MaxCount:    1000,
+		MinShare:    1,
+		MaxShare:    20000,
+		MaxGreeting: 64,
+		DefaultTTL:  24 * time.Hour,
+		MaxTTL:      72 * time.Hour,
+		MinTTL:      time.Second,
+	}
 }
 
 func (l Limits) withDefaults() Limits {
-	d := DefaultLimits
+	d := DefaultLimits()
 	if l.MaxCount > 0 {
 		d.MaxCount = l.MaxCount
 	}

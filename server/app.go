@@ -21,6 +21,7 @@ import (
 	"github.com/hongbao-dev/hongbao/web"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 )
@@ -38,6 +39,9 @@ type instance struct {
 	app   *web.App
 	srv   *http.Server
 	ln    net.Listener
+	// metrics serves /metrics on HONGBAO_METRICS_ADDR; nil without one.
+	metrics   *http.Server
+	metricsLn net.Listener
 }
 
 // openRedis connects to REDIS_URL: one URL for a single Redis, a URL with
@@ -151,12 +155,29 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 	if err != nil {
 		return nil, err
 	}
+	// On the main port only with the admin token; on its own listener when
+	// there is one.
+	var gatherer prometheus.Gatherer = reg
+	var metricsLn net.Listener
+	if cfg.MetricsAddr != "" {
+		gatherer = nil
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			if led != nil {
+				led.Close()
+			}
+			return nil, fmt.Errorf("metrics listener: %w", err)
+		}
+	}
+	balance := cfg.StartingBalance
+	if balance == 0 {
+		balance = -1 // web's "none"; its zero means "the default"
+	}
 	app := web.New(web.Config{
 		Secret:          secret,
 		TrustedProxies:  proxies,
 		AdminToken:      cfg.AdminToken,
 		AllowedOrigins:  origins,
-		StartingBalance: cfg.StartingBalance,
+		StartingBalance: balance,
 		SessionRate:     rate.Limit(cfg.SessionRate),
 		SessionBurst:    cfg.SessionBurst,
 		GrabRate:        rate.Limit(cfg.GrabRate),
@@ -165,19 +186,52 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 		ChatBurst:       cfg.ChatBurst,
 		Static:          static.FS(),
 		Registerer:      reg,
-		Gatherer:        reg,
+		Gatherer:        gatherer,
 		Ready:           store.Ping,
 		Logger:          log,
 	}, store, h)
-	return &instance{
+	in := &instance{
 		cfg: cfg, log: log, rdb: rdb, mini: mini, led: led, store: store, hub: h, app: app, ln: ln,
-		srv: &http.Server{Handler: app.Echo(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)},
-	}, nil
+		srv: &http.Server{
+			Handler: app.Echo(),
+			// ReadTimeout bounds reading a whole request; an upgraded
+			// WebSocket is not bound by it (gorilla clears the deadline,
+			// and the hub sets its own).
+			ReadHeaderTimeout: min(readHeaderTimeout, cfg.ReadTimeout),
+			ReadTimeout:       cfg.ReadTimeout,
+			IdleTimeout:       cfg.IdleTimeout,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		},
+		metricsLn: metricsLn,
+	}
+	if metricsLn != nil {
+		in.metrics = &http.Server{
+			Handler:           promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+			ReadHeaderTimeout: min(readHeaderTimeout, cfg.ReadTimeout),
+			ReadTimeout:       cfg.ReadTimeout,
+			IdleTimeout:       cfg.IdleTimeout,
+			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		}
+	}
+	return in, nil
 }
 
-// run serves until ctx ends, then shuts down gracefully: stop accepting,
-// close every WebSocket with 1001 going-away, let in-flight grabs finish,
-// and return within ShutdownTimeout.
+// readHeaderTimeout bounds reading a request's headers, so a client that
+// trickles them cannot hold a connection for the whole ReadTimeout.
+const readHeaderTimeout = 10 * time.Second
+
+// run serves until ctx ends, then shuts down in phases, each with its own
+// budget:
+//
+//  1. drain delay (DrainDelay): /readyz answers 503, so load balancers take
+//     this instance out, while everything is still served;
+//  2. in flight (ShutdownTimeout): the listener closes; REST requests in
+//     flight finish, and WebSockets read no new frames while the frames
+//     being handled finish, their answers queued;
+//  3. close (CloseTimeout): each WebSocket gets what is queued for it, then
+//     1001 going-away; connections still open after it are cut.
+//
+// Then the settler commits what it holds and the background jobs stop.
 func (in *instance) run(ctx context.Context) error {
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	settle, stopSettle := context.WithCancel(context.WithoutCancel(ctx))
@@ -205,6 +259,18 @@ func (in *instance) run(ctx context.Context) error {
 	if in.cfg.PprofAddr != "" {
 		go servePprof(in.cfg.PprofAddr, in.log)
 	}
+	metricsDone := make(chan struct{})
+	if in.metrics != nil {
+		go func() {
+			defer close(metricsDone)
+			if err := in.metrics.Serve(in.metricsLn); !errors.Is(err, http.ErrServerClosed) {
+				in.log.Warn("metrics listener stopped", "err", err)
+			}
+		}()
+		in.log.Info("metrics listening", "addr", in.metricsLn.Addr().String())
+	} else {
+		close(metricsDone)
+	}
 
 	served := make(chan error, 1)
 	go func() { served <- in.srv.Serve(in.ln) }()
@@ -213,23 +279,20 @@ func (in *instance) run(ctx context.Context) error {
 	var err error
 	select {
 	case <-ctx.Done():
+		in.drainDelay(served, &err)
 	case err = <-served:
 	}
-	in.log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), in.cfg.ShutdownTimeout)
-	defer cancel()
-	// New connections stop first; REST requests in flight finish.
-	if e := in.srv.Shutdown(sctx); e != nil {
-		in.log.Warn("http shutdown", "err", e)
-	}
-	in.app.Close()
-	// WebSockets close with 1001; each read loop finishes its grab first.
-	in.hub.Shutdown(sctx)
+	in.stopServing()
+
 	// Every grab has been answered: commit what the settler still holds.
 	stopSettle()
 	settled.Wait()
 	stopBG()
 	wg.Wait()
+	if in.metrics != nil {
+		_ = in.metrics.Close()
+	}
+	<-metricsDone
 	if in.led != nil {
 		in.led.Close()
 	}
@@ -241,6 +304,43 @@ func (in *instance) run(ctx context.Context) error {
 		err = nil
 	}
 	return err
+}
+
+// drainDelay is phase 1: /readyz answers 503 for DrainDelay while
+// everything else is served, unless the server fails first (into *err).
+func (in *instance) drainDelay(served <-chan error, err *error) {
+	in.app.Drain()
+	in.log.Info("draining: /readyz answers 503; the listener closes after the drain delay", "drain_delay", in.cfg.DrainDelay)
+	t := time.NewTimer(in.cfg.DrainDelay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case *err = <-served:
+	}
+}
+
+// stopServing runs phases 2 and 3: new connections are refused, what is in
+// flight finishes, then every WebSocket closes with 1001.
+func (in *instance) stopServing() {
+	in.log.Info("shutting down: finishing requests in flight", "shutdown_timeout", in.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), in.cfg.ShutdownTimeout)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		// New connections stop; REST requests in flight finish.
+		if e := in.srv.Shutdown(sctx); e != nil {
+			in.log.Warn("http shutdown", "err", e)
+		}
+	})
+	wg.Go(func() {
+		// WebSockets take no new frames; those being handled finish.
+		_ = in.hub.Drain(sctx)
+	})
+	wg.Wait()
+	cancel()
+	in.app.Close()
+	cctx, cancel := context.WithTimeout(context.Background(), in.cfg.CloseTimeout)
+	defer cancel()
+	in.hub.Shutdown(cctx)
 }
 
 // openLedger connects to HONGBAO_DATABASE_URL and applies the migrations;

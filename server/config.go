@@ -1,24 +1,32 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/hongbao-dev/hongbao/hub"
+	"github.com/hongbao-dev/hongbao/packet"
 	"github.com/hongbao-dev/hongbao/web"
 )
 
 // Config is every setting of the server. Each has a flag and an environment
-// variable; the flag wins. Defaults live in one place: registerFlags.
+// variable; the flag wins. Defaults come from defaultConfig, which takes the
+// hub's, the store's and the web app's from their packages' DefaultConfig.
 type Config struct {
 	Addr            string
+	MetricsAddr     string
 	RedisURL        string
 	Secret          string
 	AdminToken      string
@@ -37,7 +45,11 @@ type Config struct {
 	GrabBurst       int
 	ChatRate        float64 // messages per second: a rate, not money
 	ChatBurst       int
+	DrainDelay      time.Duration
 	ShutdownTimeout time.Duration
+	CloseTimeout    time.Duration
+	ReadTimeout     time.Duration
+	IdleTimeout     time.Duration
 	LogLevel        string
 	LogFormat       string
 	PprofAddr       string
@@ -51,18 +63,69 @@ type Config struct {
 	TrustedProxies  string
 }
 
-// setting is one row of the table that `server -h` prints.
-type setting struct {
-	flag, env, def, help string
+// minSecret is the shortest HONGBAO_SECRET or HONGBAO_ADMIN_TOKEN accepted:
+// guest tokens are free to get, so a short secret can be cracked offline
+// from one of them, and then any wallet spent.
+const minSecret = 32
+
+// defaultConfig returns the default of every setting. What the hub, the
+// store and the web app use comes from their DefaultConfig, so each number
+// is written once, in its package; only the server's own settings (listen
+// addresses, shutdown phases, logging, how often the background jobs run)
+// are set here.
+func defaultConfig() Config {
+	h, p, w := hub.DefaultConfig(), packet.DefaultConfig(), web.DefaultConfig()
+	return Config{
+		Addr:            ":8080",
+		KeyPrefix:       p.Prefix,
+		StartingBalance: w.StartingBalance,
+		MaxCount:        p.Limits.MaxCount,
+		MaxShare:        p.Limits.MaxShare,
+		PacketTTL:       p.Limits.DefaultTTL,
+		SweepInterval:   time.Second,
+		ProgressAbove:   web.DefaultProgressAbove,
+		SendQueue:       h.SendQueue,
+		SessionRate:     float64(w.SessionRate),
+		SessionBurst:    w.SessionBurst,
+		GrabRate:        float64(w.GrabRate),
+		GrabBurst:       w.GrabBurst,
+		ChatRate:        float64(w.ChatRate),
+		ChatBurst:       w.ChatBurst,
+		DrainDelay:      5 * time.Second,
+		ShutdownTimeout: 10 * time.Second,
+		CloseTimeout:    2 * time.Second,
+		ReadTimeout:     30 * time.Second,
+		IdleTimeout:     2 * time.Minute,
+		LogLevel:        "info",
+		LogFormat:       "text",
+		CoalesceGrabs:   !p.DisableCoalescing,
+		SettleGrace:     p.SettleGrace,
+		SweepLease:      p.SweepLease,
+		RetainSettled:   p.RetainSettled,
+		WaitReplicas:    p.WaitReplicas,
+		ReconcileEvery:  5 * time.Minute,
+	}
 }
 
-// registerFlags declares every setting on fs with its env var and default,
-// and returns the rows for the help text and one error for each
-// environment variable whose value does not parse.
+// setting is one row of the table that `server -h` prints, with the checks
+// its value must pass once flags and environment are read.
+type setting struct {
+	flag, env, def, help string
+	// check reports the value (as it may be printed) and what is wrong
+	// with it, if anything.
+	check func() (string, error)
+}
+
+// registerFlags declares every setting on fs with its env var and the
+// default from defaultConfig, and returns the rows for the help text and one
+// error for each environment variable whose value does not parse. Each
+// setting may list rules its value must pass (checked by parseConfig).
 func registerFlags(fs *flag.FlagSet, c *Config) ([]setting, []error) {
+	d := defaultConfig()
+	p := packet.DefaultConfig().Limits
 	var rows []setting
 	var bad []error
-	// fromEnv parses env's value with parse, or returns def when env is unset.
+	// fromEnv parses env's value with parse, if env is set.
 	fromEnv := func(env string, parse func(string) error) {
 		if v, ok := os.LookupEnv(env); ok {
 			if err := parse(v); err != nil {
@@ -70,67 +133,96 @@ func registerFlags(fs *flag.FlagSet, c *Config) ([]setting, []error) {
 			}
 		}
 	}
-	str := func(p *string, name, env, def, help string) {
+	str := func(p *string, name, env, def, help string, rules ...func(string) error) {
 		fs.StringVar(p, name, envOr(env, def), help)
-		rows = append(rows, setting{name, env, def, help})
+		rows = append(rows, setting{name, env, def, help, checker(p, strconv.Quote, rules)})
 	}
-	i64 := func(p *int64, name, env string, def int64, help string) {
+	// secret is a str whose value is never printed, only its length.
+	secret := func(p *string, name, env, help string) {
+		fs.StringVar(p, name, envOr(env, ""), help)
+		show := func(s string) string { return fmt.Sprintf("<%d bytes>", len(s)) }
+		rows = append(rows, setting{name, env, "", help, checker(p, show, []func(string) error{longSecret})})
+	}
+	i64 := func(p *int64, name, env string, def int64, help string, rules ...func(int64) error) {
 		fs.Int64Var(p, name, def, help)
 		fromEnv(env, func(v string) (err error) { *p, err = strconv.ParseInt(v, 10, 64); return })
-		rows = append(rows, setting{name, env, strconv.FormatInt(def, 10), help})
+		show := func(v int64) string { return strconv.FormatInt(v, 10) }
+		rows = append(rows, setting{name, env, show(def), help, checker(p, show, rules)})
 	}
-	num := func(p *int, name, env string, def int, help string) {
+	num := func(p *int, name, env string, def int, help string, rules ...func(int) error) {
 		fs.IntVar(p, name, def, help)
 		fromEnv(env, func(v string) (err error) { *p, err = strconv.Atoi(v); return })
-		rows = append(rows, setting{name, env, strconv.Itoa(def), help})
+		rows = append(rows, setting{name, env, strconv.Itoa(def), help, checker(p, strconv.Itoa, rules)})
 	}
 	rate := func(p *float64, name, env string, def float64, help string) {
 		fs.Float64Var(p, name, def, help)
 		fromEnv(env, func(v string) (err error) { *p, err = strconv.ParseFloat(v, 64); return })
-		rows = append(rows, setting{name, env, strconv.FormatFloat(def, 'g', -1, 64), help})
+		show := func(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+		rows = append(rows, setting{name, env, show(def), help, checker(p, show, []func(float64) error{positiveRate})})
 	}
 	boolean := func(p *bool, name, env string, def bool, help string) {
 		fs.BoolVar(p, name, def, help)
 		fromEnv(env, func(v string) (err error) { *p, err = strconv.ParseBool(v); return })
-		rows = append(rows, setting{name, env, strconv.FormatBool(def), help})
+		rows = append(rows, setting{name, env, strconv.FormatBool(def), help, nil})
 	}
-	dur := func(p *time.Duration, name, env string, def time.Duration, help string) {
+	dur := func(p *time.Duration, name, env string, def time.Duration, help string, rules ...func(time.Duration) error) {
 		fs.DurationVar(p, name, def, help)
 		fromEnv(env, func(v string) (err error) { *p, err = time.ParseDuration(v); return })
-		rows = append(rows, setting{name, env, def.String(), help})
+		rows = append(rows, setting{name, env, def.String(), help, checker(p, time.Duration.String, rules)})
 	}
-	str(&c.Addr, "addr", "HONGBAO_ADDR", ":8080", "listen address")
-	str(&c.DatabaseURL, "database-url", "HONGBAO_DATABASE_URL", "", "postgres:// URL of the ledger, the system of record for wallets and claims; empty keeps wallets in Redis (demo mode: no durable ledger)")
-	dur(&c.RetainSettled, "retain-settled", "HONGBAO_RETAIN_SETTLED", 10*time.Minute, "how long a finished, fully settled packet stays in Redis before it is read from the ledger (ledger mode)")
-	dur(&c.ReconcileEvery, "reconcile-every", "HONGBAO_RECONCILE_EVERY", 5*time.Minute, "how often each instance reconciles Redis with the ledger and checks the journal (ledger mode)")
-	num(&c.WaitReplicas, "redis-wait-replicas", "HONGBAO_REDIS_WAIT_REPLICAS", 0, "answer a grab batch only after this many Redis replicas confirmed it (WAIT); 0 answers at once")
-	str(&c.RedisURL, "redis-url", "REDIS_URL", "", "redis:// or rediss:// URL, or comma-separated cluster seeds; empty runs an embedded in-memory Redis (demo only: one instance, nothing kept)")
-	str(&c.Secret, "secret", "HONGBAO_SECRET", "", "HS256 secret for user tokens; every instance must share it; empty makes a random one per process")
-	str(&c.AdminToken, "admin-token", "HONGBAO_ADMIN_TOKEN", "", "bearer token for POST /api/v1/admin/credit; empty disables the admin API")
-	str(&c.AllowedOrigins, "allowed-origins", "HONGBAO_ALLOWED_ORIGINS", "", "comma-separated browser origins allowed to open a WebSocket, or *; empty allows the same origin only")
-	str(&c.KeyPrefix, "key-prefix", "HONGBAO_KEY_PREFIX", "hb", "prefix of every Redis key and channel")
-	i64(&c.StartingBalance, "starting-balance", "HONGBAO_STARTING_BALANCE", 10000, "fen credited to each new guest session (-1: none)")
-	num(&c.MaxCount, "max-count", "HONGBAO_MAX_COUNT", 1000, "most shares in one packet")
-	i64(&c.MaxShare, "max-share", "HONGBAO_MAX_SHARE", 20000, "largest share in fen")
-	dur(&c.PacketTTL, "packet-ttl", "HONGBAO_PACKET_TTL", 24*time.Hour, "how long a packet stays open by default (at most 72h)")
-	dur(&c.SweepInterval, "sweep-interval", "HONGBAO_SWEEP_INTERVAL", time.Second, "how often this instance looks for expired packets and unfinished steps")
-	dur(&c.SettleGrace, "settle-grace", "HONGBAO_SETTLE_GRACE", 10*time.Second, "how long after a grab the sweeper looks at its packet, to pay what a crashed instance left unpaid")
-	dur(&c.SweepLease, "sweep-lease", "HONGBAO_SWEEP_LEASE", 30*time.Second, "how long a sweeper owns a due packet; a dead instance's packets wait this long for another")
-	boolean(&c.CoalesceGrabs, "coalesce-grabs", "HONGBAO_COALESCE_GRABS", true, "settle grabs of a hot packet that arrive together in one Redis script call")
-	num(&c.ProgressAbove, "progress-above", "HONGBAO_PROGRESS_ABOVE", web.DefaultProgressAbove, "local room size from which grabbed events become progress events every 200ms (-1: only for packets grabbed faster than 64 per 200ms)")
-	num(&c.SendQueue, "send-queue", "HONGBAO_SEND_QUEUE", 256, "frames queued per connection before a slow client is evicted")
-	rate(&c.SessionRate, "session-rate", "HONGBAO_SESSION_RATE", 1, "guest sessions per second per client IP")
-	num(&c.SessionBurst, "session-burst", "HONGBAO_SESSION_BURST", 20, "guest sessions a client IP may create at once")
-	rate(&c.GrabRate, "grab-rate", "HONGBAO_GRAB_RATE", 10, "grabs per second per connection or user")
-	num(&c.GrabBurst, "grab-burst", "HONGBAO_GRAB_BURST", 20, "grabs a connection or user may send at once")
-	rate(&c.ChatRate, "chat-rate", "HONGBAO_CHAT_RATE", 2, "chat messages per second per connection")
-	num(&c.ChatBurst, "chat-burst", "HONGBAO_CHAT_BURST", 5, "chat messages a connection may send at once")
-	dur(&c.ShutdownTimeout, "shutdown-timeout", "HONGBAO_SHUTDOWN_TIMEOUT", 10*time.Second, "how long a graceful shutdown may take")
-	str(&c.LogLevel, "log-level", "HONGBAO_LOG_LEVEL", "info", "debug, info, warn or error")
-	str(&c.LogFormat, "log-format", "HONGBAO_LOG_FORMAT", "text", "text or json")
-	str(&c.PprofAddr, "pprof-addr", "HONGBAO_PPROF_ADDR", "", "listen address for net/http/pprof (e.g. 127.0.0.1:6060); empty disables it")
-	str(&c.TrustedProxies, "trusted-proxies", "HONGBAO_TRUSTED_PROXIES", "", "comma-separated CIDRs of the proxies whose X-Forwarded-For is believed; empty believes nobody's")
+	str(&c.Addr, "addr", "HONGBAO_ADDR", d.Addr, "listen address", hostPort)
+	str(&c.MetricsAddr, "metrics-addr", "HONGBAO_METRICS_ADDR", d.MetricsAddr, "listen address of /metrics alone (e.g. 127.0.0.1:9090); empty serves /metrics on the main port to the admin token only (and not at all without one)", optional(hostPort))
+	str(&c.DatabaseURL, "database-url", "HONGBAO_DATABASE_URL", d.DatabaseURL, "postgres:// URL of the ledger, the system of record for wallets and claims; empty keeps wallets in Redis (demo mode: no durable ledger)")
+	dur(&c.RetainSettled, "retain-settled", "HONGBAO_RETAIN_SETTLED", d.RetainSettled, "how long a finished, fully settled packet stays in Redis before it is read from the ledger (ledger mode)", over[time.Duration](0))
+	dur(&c.ReconcileEvery, "reconcile-every", "HONGBAO_RECONCILE_EVERY", d.ReconcileEvery, "how often each instance reconciles Redis with the ledger and checks the journal (ledger mode)", over[time.Duration](0))
+	num(&c.WaitReplicas, "redis-wait-replicas", "HONGBAO_REDIS_WAIT_REPLICAS", d.WaitReplicas, "answer a grab batch only after this many Redis replicas confirmed it (WAIT); 0 answers at once", atLeast(0))
+	str(&c.RedisURL, "redis-url", "REDIS_URL", d.RedisURL, "redis:// or rediss:// URL, or comma-separated cluster seeds; empty runs an embedded in-memory Redis (demo only: one instance, nothing kept)")
+	secret(&c.Secret, "secret", "HONGBAO_SECRET", fmt.Sprintf("HS256 secret for user tokens, at least %d bytes; every instance must share it; empty makes a random one per process", minSecret))
+	secret(&c.AdminToken, "admin-token", "HONGBAO_ADMIN_TOKEN", fmt.Sprintf("bearer token (at least %d bytes) for the admin API and /metrics; empty disables both", minSecret))
+	str(&c.AllowedOrigins, "allowed-origins", "HONGBAO_ALLOWED_ORIGINS", d.AllowedOrigins, "comma-separated browser origins allowed to open a WebSocket, or *; empty allows the same origin only")
+	str(&c.KeyPrefix, "key-prefix", "HONGBAO_KEY_PREFIX", d.KeyPrefix, "prefix of every Redis key and channel", keyPrefix)
+	i64(&c.StartingBalance, "starting-balance", "HONGBAO_STARTING_BALANCE", d.StartingBalance, "fen credited to each new guest session (0 or -1: none)", atLeast[int64](-1))
+	num(&c.MaxCount, "max-count", "HONGBAO_MAX_COUNT", d.MaxCount, "most shares in one packet", between(1, packet.MaxCountLimit))
+	i64(&c.MaxShare, "max-share", "HONGBAO_MAX_SHARE", d.MaxShare, "largest share in fen", atLeast(p.MinShare))
+	dur(&c.PacketTTL, "packet-ttl", "HONGBAO_PACKET_TTL", d.PacketTTL, fmt.Sprintf("how long a packet stays open by default (at most %v)", p.MaxTTL), between(p.MinTTL, p.MaxTTL))
+	dur(&c.SweepInterval, "sweep-interval", "HONGBAO_SWEEP_INTERVAL", d.SweepInterval, "how often this instance looks for expired packets and unfinished steps", over[time.Duration](0))
+	dur(&c.SettleGrace, "settle-grace", "HONGBAO_SETTLE_GRACE", d.SettleGrace, "how long after a grab the sweeper looks at its packet, to pay what a crashed instance left unpaid", over[time.Duration](0))
+	dur(&c.SweepLease, "sweep-lease", "HONGBAO_SWEEP_LEASE", d.SweepLease, "how long a sweeper owns a due packet; a dead instance's packets wait this long for another", over[time.Duration](0))
+	boolean(&c.CoalesceGrabs, "coalesce-grabs", "HONGBAO_COALESCE_GRABS", d.CoalesceGrabs, "settle grabs of a hot packet that arrive together in one Redis script call")
+	num(&c.ProgressAbove, "progress-above", "HONGBAO_PROGRESS_ABOVE", d.ProgressAbove, "local room size from which grabbed events become progress events every 200ms (-1: only for packets grabbed faster than 64 per 200ms)", minusOneOrPositive)
+	num(&c.SendQueue, "send-queue", "HONGBAO_SEND_QUEUE", d.SendQueue, "frames queued per connection before a slow client is evicted", atLeast(1))
+	rate(&c.SessionRate, "session-rate", "HONGBAO_SESSION_RATE", d.SessionRate, "guest sessions per second per client IP")
+	num(&c.SessionBurst, "session-burst", "HONGBAO_SESSION_BURST", d.SessionBurst, "guest sessions a client IP may create at once", atLeast(1))
+	rate(&c.GrabRate, "grab-rate", "HONGBAO_GRAB_RATE", d.GrabRate, "grabs per second per connection or user")
+	num(&c.GrabBurst, "grab-burst", "HONGBAO_GRAB_BURST", d.GrabBurst, "grabs a connection or user may send at once", atLeast(1))
+	rate(&c.ChatRate, "chat-rate", "HONGBAO_CHAT_RATE", d.ChatRate, "chat messages per second per connection")
+	num(&c.ChatBurst, "chat-burst", "HONGBAO_CHAT_BURST", d.ChatBurst, "chat messages a connection may send at once", atLeast(1))
+	dur(&c.DrainDelay, "drain-delay", "HONGBAO_DRAIN_DELAY", d.DrainDelay, "shutdown, phase 1: after SIGTERM, /readyz answers 503 but everything is still served for this long, so load balancers stop sending new clients; then the listener closes", atLeast[time.Duration](0))
+	dur(&c.ShutdownTimeout, "shutdown-timeout", "HONGBAO_SHUTDOWN_TIMEOUT", d.ShutdownTimeout, "shutdown, phase 2: how long REST requests in flight and WebSocket frames being handled get to finish (WebSockets take no new frames)", over[time.Duration](0))
+	dur(&c.CloseTimeout, "close-timeout", "HONGBAO_CLOSE_TIMEOUT", d.CloseTimeout, "shutdown, phase 3: how long WebSockets get to receive what is queued for them and the 1001 close; then the rest are cut", over[time.Duration](0))
+	dur(&c.ReadTimeout, "read-timeout", "HONGBAO_READ_TIMEOUT", d.ReadTimeout, "longest time to read one HTTP request, body included (an open WebSocket is not bound by it)", over[time.Duration](0))
+	dur(&c.IdleTimeout, "idle-timeout", "HONGBAO_IDLE_TIMEOUT", d.IdleTimeout, "how long an idle keep-alive HTTP connection stays open", over[time.Duration](0))
+	str(&c.LogLevel, "log-level", "HONGBAO_LOG_LEVEL", d.LogLevel, "debug, info, warn or error", logLevel)
+	str(&c.LogFormat, "log-format", "HONGBAO_LOG_FORMAT", d.LogFormat, "text or json", oneOf("text", "json"))
+	str(&c.PprofAddr, "pprof-addr", "HONGBAO_PPROF_ADDR", d.PprofAddr, "listen address for net/http/pprof (e.g. 127.0.0.1:6060); empty disables it", optional(hostPort))
+	str(&c.TrustedProxies, "trusted-proxies", "HONGBAO_TRUSTED_PROXIES", d.TrustedProxies, "comma-separated CIDRs of the proxies whose X-Forwarded-For is believed; empty believes nobody's", cidrs)
 	return rows, bad
+}
+
+// checker returns a setting's check: the value as show prints it, and the
+// first rule it breaks.
+func checker[T any](p *T, show func(T) string, rules []func(T) error) func() (string, error) {
+	if len(rules) == 0 {
+		return nil
+	}
+	return func() (string, error) {
+		for _, rule := range rules {
+			if err := rule(*p); err != nil {
+				return show(*p), err
+			}
+		}
+		return show(*p), nil
+	}
 }
 
 func envOr(env, def string) string {
@@ -140,11 +232,13 @@ func envOr(env, def string) string {
 	return def
 }
 
-// errBadConfig marks a setting that does not parse: the process exits 2.
+// errBadConfig marks a setting that does not parse or is out of range: the
+// process exits 2.
 var errBadConfig = errors.New("bad setting")
 
-// parseConfig reads flags and environment. A value that does not parse is
-// an error naming its variable (or flag) and value, never a silent default.
+// parseConfig reads flags and environment. A value that does not parse, or
+// breaks its setting's rules, is an error naming its variable (and flag) and
+// value, never a silent default.
 func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	var c Config
 	fs := flag.NewFlagSet("hongbao", flag.ContinueOnError)
@@ -163,8 +257,16 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("%w: unexpected arguments: %s", errBadConfig, strings.Join(fs.Args(), " "))
 	}
-	if _, err := c.trustedProxies(); err != nil {
-		return c, fmt.Errorf("%w: %w", errBadConfig, err)
+	for _, r := range rows {
+		if r.check == nil {
+			continue
+		}
+		if v, err := r.check(); err != nil {
+			bad = append(bad, fmt.Errorf("%s=%s (-%s): %w", r.env, v, r.flag, err))
+		}
+	}
+	if len(bad) > 0 {
+		return c, fmt.Errorf("%w: %w", errBadConfig, errors.Join(bad...))
 	}
 	return c, nil
 }
@@ -178,11 +280,108 @@ func (c Config) trustedProxies() ([]*net.IPNet, error) {
 		}
 		_, n, err := net.ParseCIDR(s)
 		if err != nil {
-			return nil, fmt.Errorf("HONGBAO_TRUSTED_PROXIES: %q is not a CIDR", s)
+			return nil, fmt.Errorf("%q is not a CIDR", s)
 		}
 		nets = append(nets, n)
 	}
 	return nets, nil
+}
+
+// Rules for registerFlags: each error says what the value must be.
+
+func atLeast[T cmp.Ordered](lo T) func(T) error {
+	return func(v T) error {
+		if v < lo {
+			return fmt.Errorf("must be at least %v", lo)
+		}
+		return nil
+	}
+}
+
+func over[T cmp.Ordered](lo T) func(T) error {
+	return func(v T) error {
+		if v <= lo {
+			return fmt.Errorf("must be more than %v", lo)
+		}
+		return nil
+	}
+}
+
+func between[T cmp.Ordered](lo, hi T) func(T) error {
+	return func(v T) error {
+		if v < lo || v > hi {
+			return fmt.Errorf("must be between %v and %v", lo, hi)
+		}
+		return nil
+	}
+}
+
+func minusOneOrPositive(v int) error {
+	if v != -1 && v < 1 {
+		return errors.New("must be -1 or at least 1")
+	}
+	return nil
+}
+
+func positiveRate(v float64) error {
+	if !(v > 0) || math.IsInf(v, 0) {
+		return errors.New("must be a finite number above 0")
+	}
+	return nil
+}
+
+func oneOf(vals ...string) func(string) error {
+	return func(v string) error {
+		if !slices.Contains(vals, v) {
+			return fmt.Errorf("must be one of %s", strings.Join(vals, ", "))
+		}
+		return nil
+	}
+}
+
+func optional(rule func(string) error) func(string) error {
+	return func(v string) error {
+		if v == "" {
+			return nil
+		}
+		return rule(v)
+	}
+}
+
+func hostPort(v string) error {
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		return errors.New("must be host:port or :port")
+	}
+	return nil
+}
+
+func longSecret(v string) error {
+	if v != "" && len(v) < minSecret {
+		return fmt.Errorf("too short: use at least %d bytes (e.g. openssl rand -hex 32), or leave it unset", minSecret)
+	}
+	return nil
+}
+
+// keyPrefix refuses braces: the prefix goes before each key's {hash tag},
+// and a brace in it would move keys that must share a slot apart.
+func keyPrefix(v string) error {
+	if v == "" || strings.ContainsAny(v, "{}") {
+		return errors.New("must be non-empty, without { or }")
+	}
+	return nil
+}
+
+func logLevel(v string) error {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(v)); err != nil {
+		return errors.New("must be debug, info, warn or error")
+	}
+	return nil
+}
+
+func cidrs(v string) error {
+	_, err := Config{TrustedProxies: v}.trustedProxies()
+	return err
 }
 
 func usage(w io.Writer, rows []setting) {

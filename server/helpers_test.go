@@ -29,7 +29,7 @@ func TestMain(m *testing.M) {
 }
 
 const testSecret = "test-secret-0123456789abcdef0123"
-const testAdmin = "admin-token-for-tests"
+const testAdmin = "admin-token-for-tests-0123456789ab"
 
 // testConfig is a server config for tests: a real Redis database, a shared
 // secret, generous rate limits and a fast sweeper. Pub/sub channels are
@@ -46,6 +46,7 @@ func testConfig(t testing.TB, redisURL string) Config {
 	c.SessionRate, c.SessionBurst = 10000, 10000
 	c.SweepInterval = 100 * time.Millisecond
 	c.ShutdownTimeout = 5 * time.Second
+	c.DrainDelay = 0 // tests that drain set their own
 	c.KeyPrefix = "hbt-" + strings.NewReplacer("/", "-", " ", "-").Replace(t.Name())
 	return c
 }

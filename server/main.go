@@ -66,6 +66,12 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// After the first signal starts the drain, a second one ends the
+		// process at once (the default action), for impatient operators.
+		<-ctx.Done()
+		stop()
+	}()
 	return in.run(ctx)
 }
 

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -24,7 +25,7 @@ import (
 )
 
 // Config configures the App. Zero fields take the defaults documented on
-// each field (DefaultConfig holds them), except Secret, which is required.
+// each field (DefaultConfig returns them), except Secret, which is required.
 type Config struct {
 	// Secret signs and verifies user tokens (JWT HS256). Required; every
 	// instance behind one load balancer must share it.
@@ -80,8 +81,10 @@ type Config struct {
 	CreateTimeout time.Duration
 	// Static is the demo page's files, served at /. Default nil: no page.
 	Static fs.FS
-	// Registerer receives the App's metrics and Gatherer serves /metrics.
-	// Default nil: no metrics.
+	// Registerer receives the App's metrics. Gatherer, when set, is served
+	// at GET /metrics to callers bearing AdminToken, and not at all without
+	// an AdminToken (serve it on a private listener instead). Default nil:
+	// no metrics.
 	Registerer prometheus.Registerer
 	Gatherer   prometheus.Gatherer
 	// Ready reports whether the App can serve (e.g. Redis answers), for
@@ -91,28 +94,32 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// DefaultConfig holds the defaults used for zero Config fields.
-var DefaultConfig = Config{
-	TokenTTL:        7 * 24 * time.Hour,
-	StartingBalance: 10000,
-	GrabRate:        10,
-	GrabBurst:       20,
-	ChatRate:        2,
-	ChatBurst:       5,
-	SessionRate:     1,
-	SessionBurst:    20,
-	FloodStrikes:    50,
-	MaxChatRunes:    500,
-	MaxRainPackets:  200,
-	MaxRainDuration: 5 * time.Minute,
-	RainLead:        3 * time.Second,
-	RainTTL:         5 * time.Minute,
-	GrabTimeout:     5 * time.Second,
-	CreateTimeout:   10 * time.Second,
+// DefaultConfig returns the defaults used for zero Config fields (Secret
+// has none: it is required).
+func DefaultConfig() Config {
+	return Config{
+		TokenTTL:        7 * 24 * time.Hour,
+		StartingBalance: 10000,
+		GrabRate:        10,
+		GrabBurst:       20,
+		ChatRate:        2,
+		ChatBurst:       5,
+		SessionRate:     1,
+		SessionBurst:    20,
+		FloodStrikes:    50,
+		MaxChatRunes:    500,
+		MaxRainPackets:  200,
+		MaxRainDuration: 5 * time.Minute,
+		RainLead:        3 * time.Second,
+		RainTTL:         5 * time.Minute,
+		GrabTimeout:     5 * time.Second,
+		CreateTimeout:   10 * time.Second,
+		Logger:          slog.Default(),
+	}
 }
 
 func (c Config) withDefaults() Config {
-	d := DefaultConfig
+	d := DefaultConfig()
 	if c.TokenTTL <= 0 {
 		c.TokenTTL = d.TokenTTL
 	}
@@ -162,7 +169,7 @@ func (c Config) withDefaults() Config {
 		c.CreateTimeout = d.CreateTimeout
 	}
 	if c.Logger == nil {
-		c.Logger = slog.Default()
+		c.Logger = d.Logger
 	}
 	return c
 }
@@ -186,6 +193,8 @@ type App struct {
 	rainMu sync.Mutex
 	rains  map[*time.Timer]struct{}
 	closed bool
+	// draining makes /readyz answer 503 (Drain).
+	draining atomic.Bool
 }
 
 // New returns an App serving store and hub.
@@ -233,8 +242,8 @@ func (a *App) Echo() *echo.Echo {
 
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", a.readyz)
-	if a.cfg.Gatherer != nil {
-		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(a.cfg.Gatherer, promhttp.HandlerOpts{})))
+	if a.cfg.Gatherer != nil && a.cfg.AdminToken != "" {
+		e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(a.cfg.Gatherer, promhttp.HandlerOpts{})), a.requireAdmin)
 	}
 	e.GET("/ws", a.serveWS)
 
@@ -266,6 +275,9 @@ func (a *App) Echo() *echo.Echo {
 }
 
 func (a *App) readyz(c echo.Context) error {
+	if a.draining.Load() {
+		return packet.Refuse(packet.ErrUnavailable, "not ready: this instance is shutting down")
+	}
 	if a.cfg.Ready != nil {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
 		defer cancel()
@@ -293,6 +305,10 @@ func (a *App) handleError(err error, c echo.Context) {
 	}
 	_ = c.JSON(status, ErrorBody{Error: obj})
 }
+
+// Drain makes /readyz answer 503 from now on, so that load balancers stop
+// sending new clients here while everything is still served.
+func (a *App) Drain() { a.draining.Store(true) }
 
 // Close stops the timers that announce rain packets. Clients already hold
 // each rain's schedule, so nothing is lost to them.

@@ -20,8 +20,8 @@ import (
 func TestMain(m *testing.M) { redistest.Main(m) }
 
 const (
-	testSecret = "loadgen-test-secret"
-	testAdmin  = "loadgen-test-admin"
+	testSecret = "loadgen-test-secret-0123456789abc"
+	testAdmin  = "loadgen-test-admin-0123456789abcd"
 )
 
 // startServer builds the hongbao server into a temp dir and runs it on a free
@@ -43,7 +43,7 @@ func startServer(t *testing.T, redisURL string) (base string, pid int) {
 	cmd.Env = append(os.Environ(),
 		"HONGBAO_ADDR="+addr, "REDIS_URL="+redisURL, "HONGBAO_SECRET="+testSecret, "HONGBAO_ADMIN_TOKEN="+testAdmin,
 		"HONGBAO_GRAB_RATE=1000", "HONGBAO_GRAB_BURST=1000", "HONGBAO_ALLOWED_ORIGINS=*", "HONGBAO_LOG_LEVEL=warn",
-		"HONGBAO_SHUTDOWN_TIMEOUT=2s")
+		"HONGBAO_SHUTDOWN_TIMEOUT=2s", "HONGBAO_DRAIN_DELAY=0s")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
