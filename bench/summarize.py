@@ -95,10 +95,10 @@ hot_off = grabrow("hot, coalescing off", load("hot-off-*.json"))
 spread = grabrow("spread", load("spread-*.json"))
 rain = grabrow("rain, settlement off", load("rain-[0-9]*.json"))
 rain_ledger = grabrow("rain, settlement on (ledger)", load("rainledger-*.json"))
-two_hot = grabrow("hot, two instances (COALESCE_ABOVE=500 each)", load("two-hot-*.json"))
+two_hot = grabrow("hot, two instances (PROGRESS_ABOVE=500 each)", load("two-hot-*.json"))
 two_spread = grabrow("spread, two instances", load("two-spread-*.json"))
 for r in load("two-default-hot-*.json"):
-    print(f"\nTwo instances at the default HONGBAO_COALESCE_ABOVE=1000 (500 members on each): disconnects {r.get('disconnects')}; failures: {r.get('failures')}")
+    print(f"\nTwo instances at the default HONGBAO_PROGRESS_ABOVE=1000 (500 members on each): disconnects {r.get('disconnects')}; failures: {r.get('failures')}")
 
 wm = load("watchmulti-*.json")
 wmg = med([w.get("grabs_per_s") for w in wm])

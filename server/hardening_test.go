@@ -73,7 +73,7 @@ func TestBadSettingsStopStartup(t *testing.T) {
 		{"HONGBAO_MAX_SHARE", "0"},
 		{"HONGBAO_PACKET_TTL", "100h"},
 		{"HONGBAO_STARTING_BALANCE", "-2"},
-		{"HONGBAO_COALESCE_ABOVE", "0"},
+		{"HONGBAO_PROGRESS_ABOVE", "0"},
 		{"HONGBAO_DRAIN_DELAY", "-1s"},
 		{"HONGBAO_SHUTDOWN_TIMEOUT", "0s"},
 		{"HONGBAO_READ_TIMEOUT", "0s"},
