@@ -11,6 +11,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/hongbao-dev/hongbao/web"
 )
 
 // Config is every setting of the server. Each has a flag and an environment
@@ -47,6 +49,13 @@ type Config struct {
 	WaitReplicas    int
 	ReconcileEvery  time.Duration
 	TrustedProxies  string
+	// Connection caps and the frame budget (web.Config documents each).
+	MaxConnsPerUser int
+	MaxConnsPerIP   int
+	MaxRooms        int
+	NewRoomsPerIP   int
+	FrameRate       float64 // frames per second: a rate, not money
+	FrameBurst      int
 }
 
 // setting is one row of the table that `server -h` prints.
@@ -128,6 +137,14 @@ func registerFlags(fs *flag.FlagSet, c *Config) ([]setting, []error) {
 	str(&c.LogFormat, "log-format", "HONGBAO_LOG_FORMAT", "text", "text or json")
 	str(&c.PprofAddr, "pprof-addr", "HONGBAO_PPROF_ADDR", "", "listen address for net/http/pprof (e.g. 127.0.0.1:6060); empty disables it")
 	str(&c.TrustedProxies, "trusted-proxies", "HONGBAO_TRUSTED_PROXIES", "", "comma-separated CIDRs of the proxies whose X-Forwarded-For is believed; empty believes nobody's")
+	// Caps and the frame budget: defaults from web.DefaultConfig.
+	wd := web.DefaultConfig
+	num(&c.MaxConnsPerUser, "max-conns-per-user", "HONGBAO_MAX_CONNS_PER_USER", wd.MaxConnsPerUser, "WebSockets one user may hold on this instance; one more is closed with 4001 (-1: no cap)")
+	num(&c.MaxConnsPerIP, "max-conns-per-ip", "HONGBAO_MAX_CONNS_PER_IP", wd.MaxConnsPerIP, "WebSockets one client address (IPv6: its /64) may hold on this instance; one more is closed with 4002 (-1: no cap)")
+	num(&c.MaxRooms, "max-rooms", "HONGBAO_MAX_ROOMS", wd.MaxRooms, "rooms with members on this instance; a connection opening one more is closed with 4003 (-1: no cap)")
+	num(&c.NewRoomsPerIP, "new-rooms-per-ip", "HONGBAO_NEW_ROOMS_PER_IP", wd.NewRoomsPerIP, "rooms one client address may open on this instance per minute; one more is closed with 4004 (-1: no limit)")
+	rate(&c.FrameRate, "frame-rate", "HONGBAO_FRAME_RATE", float64(wd.FrameRate), "frames per second one WebSocket may send, of any type, pings included")
+	num(&c.FrameBurst, "frame-burst", "HONGBAO_FRAME_BURST", wd.FrameBurst, "frames one WebSocket may send at once")
 	return rows, bad
 }
 
