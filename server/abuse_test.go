@@ -534,3 +534,31 @@ func metricValue(t *testing.T, s *server, series string) float64 {
 	}
 	return 0
 }
+
+// The cap settings reach the server, and a bad value stops startup.
+func TestCapSettings(t *testing.T) {
+	for _, tc := range []struct {
+		env, value string
+		got        func(Config) float64
+		want       float64
+	}{
+		{"HONGBAO_MAX_CONNS_PER_USER", "2", func(c Config) float64 { return float64(c.MaxConnsPerUser) }, 2},
+		{"HONGBAO_MAX_CONNS_PER_IP", "-1", func(c Config) float64 { return float64(c.MaxConnsPerIP) }, -1},
+		{"HONGBAO_MAX_ROOMS", "7", func(c Config) float64 { return float64(c.MaxRooms) }, 7},
+		{"HONGBAO_NEW_ROOMS_PER_IP", "9", func(c Config) float64 { return float64(c.NewRoomsPerIP) }, 9},
+		{"HONGBAO_FRAME_RATE", "2.5", func(c Config) float64 { return c.FrameRate }, 2.5},
+		{"HONGBAO_FRAME_BURST", "11", func(c Config) float64 { return float64(c.FrameBurst) }, 11},
+	} {
+		t.Run(tc.env, func(t *testing.T) {
+			t.Setenv(tc.env, tc.value)
+			c, err := parseConfig(nil, io.Discard)
+			if err != nil || tc.got(c) != tc.want {
+				t.Fatalf("%s=%s: %v, %v", tc.env, tc.value, tc.got(c), err)
+			}
+			t.Setenv(tc.env, "many")
+			if _, err := parseConfig(nil, io.Discard); exitCode(err) != 2 || !strings.Contains(err.Error(), tc.env) {
+				t.Fatalf("%s=many: %v", tc.env, err)
+			}
+		})
+	}
+}
