@@ -410,6 +410,17 @@ func TestSecurityHeaders(t *testing.T) {
 			t.Errorf("%s %s: HSTS over plain HTTP: %q", tc.method, tc.path, got)
 		}
 	}
+	// Behind a TLS-terminating proxy: HSTS, for this host only.
+	req, _ := http.NewRequest("GET", s.URL+"/", nil)
+	req.Header.Set("X-Forwarded-Proto", "https")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Strict-Transport-Security"); got != "max-age=31536000" {
+		t.Errorf("HSTS behind TLS: %q", got)
+	}
 }
 
 // Admin credit to a user id nobody has used is refused with not_found,

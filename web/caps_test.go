@@ -2,10 +2,14 @@ package web
 
 import (
 	"fmt"
+	"net"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/labstack/echo/v4"
 )
 
 // Many connections of one user racing for the last places: exactly the cap
@@ -173,5 +177,35 @@ func TestLimiterSetKeepsSlowBuckets(t *testing.T) {
 	}
 	if newLimiterSet(10, 20).idle != time.Minute {
 		t.Fatal("fast buckets are swept after a minute")
+	}
+}
+
+// The caps key clients as the guest-session limit does: IPv6 by its /64,
+// and X-Forwarded-For only from a trusted proxy.
+func TestClientKeyForCaps(t *testing.T) {
+	_, loopback, _ := net.ParseCIDR("127.0.0.0/8")
+	for _, tc := range []struct {
+		remote, xff string
+		trusted     []*net.IPNet
+		want        string
+	}{
+		{"[2001:db8:1:2:aaaa::1]:5000", "", nil, "2001:db8:1:2::/64"},
+		{"[2001:db8:1:2:bbbb::9]:5001", "", nil, "2001:db8:1:2::/64"},
+		{"198.51.100.7:5000", "", nil, "198.51.100.7"},
+		{"127.0.0.1:5000", "203.0.113.9", nil, "127.0.0.1"},
+		{"127.0.0.1:5000", "203.0.113.9", []*net.IPNet{loopback}, "203.0.113.9"},
+		{"127.0.0.1:5000", "2001:db8:9:9::5", []*net.IPNet{loopback}, "2001:db8:9:9::/64"},
+	} {
+		e := echo.New()
+		e.IPExtractor = ipExtractor(tc.trusted)
+		req := httptest.NewRequest("GET", "/ws", nil)
+		req.RemoteAddr = tc.remote
+		if tc.xff != "" {
+			req.Header.Set("X-Forwarded-For", tc.xff)
+		}
+		got, _ := clientKey(e.NewContext(req, httptest.NewRecorder()))
+		if got != tc.want {
+			t.Errorf("%s via %q (trusted %v): key %q, want %q", tc.remote, tc.xff, tc.trusted, got, tc.want)
+		}
 	}
 }
