@@ -117,6 +117,7 @@ func (s *wsSession) OnOpen(ctx context.Context, c *hub.Client) {
 func (s *wsSession) OnClose(*hub.Client) {}
 
 func (s *wsSession) HandleMessage(ctx context.Context, c *hub.Client, msg []byte) {
+	defer s.closeIfFlood() // once this frame has been scored and answered
 	m, err := parseClientMessage(msg)
 	if !s.allow(s.frames.Allow(), "frame") {
 		err = ErrRateLimited
@@ -188,5 +189,4 @@ func (s *wsSession) send(c *hub.Client, ev any) {
 		return
 	}
 	c.Send(frame)
-	s.closeIfFlood()
 }
