@@ -113,7 +113,9 @@ func (a *App) admit(c echo.Context, conn *websocket.Conn, userID, room string) (
 	release, no := a.caps.acquire(userID, addr, room)
 	if no != nil {
 		a.metrics.refuse(no.metric)
-		a.log.Info("websocket refused", "reason", no.reason, "user", userID, "addr", addr, "room", room)
+		// Debug, not Info: a client retrying in a loop must not flood the
+		// log; the metric counts every refusal.
+		a.log.Debug("websocket refused", "reason", no.reason, "user", userID, "addr", addr, "room", room)
 		refuseConn(conn, no.code, no.reason)
 		return nil, false
 	}
