@@ -103,20 +103,27 @@ func (s *Store) Fund(ctx context.Context, userID string, amount int64, ref strin
 	return added == 1, balance, nil
 }
 
-// UserKnown reports whether user has ever held a wallet.
+// UserKnown reports whether user has ever held a wallet. In ledger mode a
+// user whose first claim is not committed yet is known too, by its pending
+// claims in Redis. Those are read first: the settler commits a claim before
+// it drops the pending entry, so a user cannot slip between the two reads.
 func (s *Store) UserKnown(ctx context.Context, userID string) (bool, error) {
+	key := s.k.wallet(userID)
 	if s.led != nil {
-		ok, err := s.led.UserExists(ctx, userID)
-		if err != nil {
-			return false, unavailable("user", err)
-		}
-		return ok, nil
+		key = s.k.pending(userID)
 	}
-	n, err := s.rdb.Exists(ctx, s.k.wallet(userID)).Result()
+	n, err := s.rdb.Exists(ctx, key).Result()
 	if err != nil {
 		return false, unavailable("user", err)
 	}
-	return n == 1, nil
+	if n == 1 || s.led == nil {
+		return n == 1, nil
+	}
+	ok, err := s.led.UserExists(ctx, userID)
+	if err != nil {
+		return false, unavailable("user", err)
+	}
+	return ok, nil
 }
 
 // Ping checks that Redis and, with one, the ledger answer.

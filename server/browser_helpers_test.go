@@ -325,12 +325,18 @@ func (p *page) screenshot(name string) {
 	p.t.Logf("wrote %s (%d bytes)", path, len(png))
 }
 
-// noExceptions fails when the page threw an uncaught exception.
+// noExceptions fails when the page threw an uncaught exception or the
+// browser blocked something under the Content-Security-Policy.
 func (p *page) noExceptions() {
 	p.t.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if len(p.errs) > 0 {
 		p.t.Errorf("%s: uncaught exceptions in the page:\n  %s", p.name, strings.Join(p.errs, "\n  "))
+	}
+	for _, line := range p.console {
+		if strings.Contains(line, "Content Security Policy") {
+			p.t.Errorf("%s: CSP violation: %s", p.name, line)
+		}
 	}
 }

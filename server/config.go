@@ -61,6 +61,13 @@ type Config struct {
 	WaitReplicas    int
 	ReconcileEvery  time.Duration
 	TrustedProxies  string
+	// Connection caps and the frame budget (web.Config documents each).
+	MaxConnsPerUser int
+	MaxConnsPerIP   int
+	MaxRooms        int
+	NewRoomsPerIP   int
+	FrameRate       float64 // frames per second: a rate, not money
+	FrameBurst      int
 }
 
 // minSecret is the shortest HONGBAO_SECRET or HONGBAO_ADMIN_TOKEN accepted:
@@ -91,6 +98,12 @@ func defaultConfig() Config {
 		GrabBurst:       w.GrabBurst,
 		ChatRate:        float64(w.ChatRate),
 		ChatBurst:       w.ChatBurst,
+		MaxConnsPerUser: w.MaxConnsPerUser,
+		MaxConnsPerIP:   w.MaxConnsPerIP,
+		MaxRooms:        w.MaxRooms,
+		NewRoomsPerIP:   w.NewRoomsPerIP,
+		FrameRate:       float64(w.FrameRate),
+		FrameBurst:      w.FrameBurst,
 		DrainDelay:      5 * time.Second,
 		ShutdownTimeout: 10 * time.Second,
 		CloseTimeout:    2 * time.Second,
@@ -193,10 +206,10 @@ func registerFlags(fs *flag.FlagSet, c *Config) ([]setting, []error) {
 	num(&c.SendQueue, "send-queue", "HONGBAO_SEND_QUEUE", d.SendQueue, "frames queued per connection before a slow client is evicted", atLeast(1))
 	rate(&c.SessionRate, "session-rate", "HONGBAO_SESSION_RATE", d.SessionRate, "guest sessions per second per client IP")
 	num(&c.SessionBurst, "session-burst", "HONGBAO_SESSION_BURST", d.SessionBurst, "guest sessions a client IP may create at once", atLeast(1))
-	rate(&c.GrabRate, "grab-rate", "HONGBAO_GRAB_RATE", d.GrabRate, "grabs per second per connection or user")
-	num(&c.GrabBurst, "grab-burst", "HONGBAO_GRAB_BURST", d.GrabBurst, "grabs a connection or user may send at once", atLeast(1))
-	rate(&c.ChatRate, "chat-rate", "HONGBAO_CHAT_RATE", d.ChatRate, "chat messages per second per connection")
-	num(&c.ChatBurst, "chat-burst", "HONGBAO_CHAT_BURST", d.ChatBurst, "chat messages a connection may send at once", atLeast(1))
+	rate(&c.GrabRate, "grab-rate", "HONGBAO_GRAB_RATE", d.GrabRate, "grabs per second per user (all of its WebSockets and REST together)")
+	num(&c.GrabBurst, "grab-burst", "HONGBAO_GRAB_BURST", d.GrabBurst, "grabs a user may send at once", atLeast(1))
+	rate(&c.ChatRate, "chat-rate", "HONGBAO_CHAT_RATE", d.ChatRate, "chat messages per second per user")
+	num(&c.ChatBurst, "chat-burst", "HONGBAO_CHAT_BURST", d.ChatBurst, "chat messages a user may send at once", atLeast(1))
 	dur(&c.DrainDelay, "drain-delay", "HONGBAO_DRAIN_DELAY", d.DrainDelay, "shutdown, phase 1: after SIGTERM, /readyz answers 503 but everything is still served for this long, so load balancers stop sending new clients; then the listener closes", atLeast[time.Duration](0))
 	dur(&c.ShutdownTimeout, "shutdown-timeout", "HONGBAO_SHUTDOWN_TIMEOUT", d.ShutdownTimeout, "shutdown, phase 2: how long REST requests in flight and WebSocket frames being handled get to finish (WebSockets take no new frames)", over[time.Duration](0))
 	dur(&c.CloseTimeout, "close-timeout", "HONGBAO_CLOSE_TIMEOUT", d.CloseTimeout, "shutdown, phase 3: how long WebSockets get to receive what is queued for them and the 1001 close; then the rest are cut", over[time.Duration](0))
@@ -206,6 +219,12 @@ func registerFlags(fs *flag.FlagSet, c *Config) ([]setting, []error) {
 	str(&c.LogFormat, "log-format", "HONGBAO_LOG_FORMAT", d.LogFormat, "text or json", oneOf("text", "json"))
 	str(&c.PprofAddr, "pprof-addr", "HONGBAO_PPROF_ADDR", d.PprofAddr, "listen address for net/http/pprof (e.g. 127.0.0.1:6060); empty disables it", optional(hostPort))
 	str(&c.TrustedProxies, "trusted-proxies", "HONGBAO_TRUSTED_PROXIES", d.TrustedProxies, "comma-separated CIDRs of the proxies whose X-Forwarded-For is believed; empty believes nobody's", cidrs)
+	num(&c.MaxConnsPerUser, "max-conns-per-user", "HONGBAO_MAX_CONNS_PER_USER", d.MaxConnsPerUser, "WebSockets one user may hold on this instance; one more is closed with 4001 (-1: no cap)", minusOneOrPositive)
+	num(&c.MaxConnsPerIP, "max-conns-per-ip", "HONGBAO_MAX_CONNS_PER_IP", d.MaxConnsPerIP, "WebSockets one client address (IPv6: its /64) may hold on this instance; one more is closed with 4002 (-1: no cap)", minusOneOrPositive)
+	num(&c.MaxRooms, "max-rooms", "HONGBAO_MAX_ROOMS", d.MaxRooms, "rooms with members on this instance; a connection opening one more is closed with 4003 (-1: no cap)", minusOneOrPositive)
+	num(&c.NewRoomsPerIP, "new-rooms-per-ip", "HONGBAO_NEW_ROOMS_PER_IP", d.NewRoomsPerIP, "rooms one client address may open on this instance per minute; one more is closed with 4004 (-1: no limit)", minusOneOrPositive)
+	rate(&c.FrameRate, "frame-rate", "HONGBAO_FRAME_RATE", d.FrameRate, "frames per second one WebSocket may send, of any type, pings included")
+	num(&c.FrameBurst, "frame-burst", "HONGBAO_FRAME_BURST", d.FrameBurst, "frames one WebSocket may send at once", atLeast(1))
 	return rows, bad
 }
 

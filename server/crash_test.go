@@ -49,7 +49,8 @@ func killMidRace(t *testing.T, bin string, config func(testing.TB, string) Confi
 	cmd.Env = append(os.Environ(),
 		"HONGBAO_ADDR="+addr, "REDIS_URL="+db.URL(), "HONGBAO_SECRET="+testSecret,
 		"HONGBAO_KEY_PREFIX="+cfgB.KeyPrefix, "HONGBAO_DATABASE_URL="+cfgB.DatabaseURL, "HONGBAO_SESSION_RATE=10000", "HONGBAO_SESSION_BURST=10000",
-		"HONGBAO_SETTLE_GRACE=200ms", "HONGBAO_SWEEP_LEASE=1s", "HONGBAO_GRAB_RATE=10000", "HONGBAO_GRAB_BURST=10000", "HONGBAO_LOG_LEVEL=error")
+		"HONGBAO_SETTLE_GRACE=200ms", "HONGBAO_SWEEP_LEASE=1s", "HONGBAO_GRAB_RATE=10000", "HONGBAO_GRAB_BURST=10000", "HONGBAO_LOG_LEVEL=error",
+		"HONGBAO_MAX_CONNS_PER_IP=10000", "HONGBAO_NEW_ROOMS_PER_IP=10000")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -44,6 +44,9 @@ func testConfig(t testing.TB, redisURL string) Config {
 	c.Secret = testSecret
 	c.AdminToken = testAdmin
 	c.SessionRate, c.SessionBurst = 10000, 10000
+	// Every test client comes from 127.0.0.1: the per-address caps are
+	// raised (the abuse tests set their own).
+	c.MaxConnsPerIP, c.NewRoomsPerIP = 10000, 10000
 	c.SweepInterval = 100 * time.Millisecond
 	c.ShutdownTimeout = 5 * time.Second
 	c.DrainDelay = 0 // tests that drain set their own

@@ -392,6 +392,7 @@ func TestSlowClientEvicted(t *testing.T) {
 	cfg := testConfig(t, db.URL())
 	cfg.SendQueue = 8
 	cfg.ChatRate, cfg.ChatBurst = 100000, 100000
+	cfg.FrameRate, cfg.FrameBurst = 100000, 100000
 	s := startServer(t, cfg)
 	_, tok := session(t, s, "Fast")
 	_, slowTok := session(t, s, "Slow")

@@ -7,12 +7,14 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// limiterSet holds one token bucket per key (a user id), dropping buckets
-// that have been idle long enough to be full again.
+// limiterSet holds one token bucket per key (a user id, a client address),
+// dropping buckets that have been idle long enough to be full again, so a
+// dropped bucket and a new one are the same.
 type limiterSet struct {
 	mu    sync.Mutex
 	rate  rate.Limit
 	burst int
+	idle  time.Duration // how long an untouched bucket takes to refill
 	m     map[string]*entry
 	swept time.Time
 }
@@ -23,7 +25,13 @@ type entry struct {
 }
 
 func newLimiterSet(r rate.Limit, burst int) *limiterSet {
-	return &limiterSet{rate: r, burst: burst, m: map[string]*entry{}}
+	idle := time.Minute
+	if r > 0 {
+		// At most a day, so a tiny rate cannot overflow the duration.
+		refill := min(float64(burst)/float64(r), 24*3600)
+		idle = max(idle, time.Duration(refill*float64(time.Second)))
+	}
+	return &limiterSet{rate: r, burst: burst, idle: idle, m: map[string]*entry{}}
 }
 
 // allow takes a token from key's bucket.
@@ -31,9 +39,9 @@ func (s *limiterSet) allow(key string) bool {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if now.Sub(s.swept) > time.Minute {
+	if now.Sub(s.swept) > s.idle {
 		for k, e := range s.m {
-			if now.Sub(e.seen) > time.Minute {
+			if now.Sub(e.seen) > s.idle {
 				delete(s.m, k)
 			}
 		}

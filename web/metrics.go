@@ -13,6 +13,9 @@ type metrics struct {
 	created  *prometheus.CounterVec
 	chats    prometheus.Counter
 	rejected *prometheus.CounterVec
+	refused  *prometheus.CounterVec
+	limits   *prometheus.CounterVec
+	floods   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -37,7 +40,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "hongbao_ws_upgrades_rejected_total", Help: "WebSocket upgrades refused, by reason.",
 		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.grabs, m.grabTime, m.created, m.chats, m.rejected)
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hongbao_ws_refused_total", Help: "WebSockets closed after the upgrade by a cap, by cap: user_conns (4001), address_conns (4002), rooms (4003), new_rooms (4004).",
+	}, []string{"reason"})
+	m.limits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hongbao_rate_limited_total", Help: "Requests and frames refused by a rate limit, by limit: grab, chat (per user) or frame (per connection).",
+	}, []string{"limit"})
+	m.floods = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hongbao_ws_flood_closed_total", Help: "WebSockets closed with 1008 for sending past their rate limits.",
+	})
+	reg.MustRegister(m.grabs, m.grabTime, m.created, m.chats, m.rejected, m.refused, m.limits, m.floods)
 	return m
 }
 
@@ -64,5 +76,23 @@ func (m *metrics) chat() {
 func (m *metrics) reject(reason string) {
 	if m != nil {
 		m.rejected.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *metrics) refuse(reason string) {
+	if m != nil {
+		m.refused.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *metrics) limited(limit string) {
+	if m != nil {
+		m.limits.WithLabelValues(limit).Inc()
+	}
+}
+
+func (m *metrics) flood() {
+	if m != nil {
+		m.floods.Inc()
 	}
 }

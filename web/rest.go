@@ -152,9 +152,13 @@ type creditRequest struct {
 	UserID string `json:"user_id"`
 	Amount number `json:"amount"`
 	Ref    string `json:"ref"`
+	// Create allows crediting a user id that has never held a wallet.
+	Create bool `json:"create"`
 }
 
 // adminCredit funds a wallet. An optional ref makes the credit idempotent.
+// A user id nobody has used is refused unless the request says create: a
+// typo must not send money where no one will ever spend it.
 func (a *App) adminCredit(c echo.Context) error {
 	var req creditRequest
 	if err := decode(c, &req); err != nil {
@@ -169,6 +173,21 @@ func (a *App) adminCredit(c echo.Context) error {
 	amount, err := fen(req.Amount, "amount", packet.ErrInvalidAmount)
 	if err != nil {
 		return err
+	}
+	if amount <= 0 {
+		// Before the user check, so a bad amount says so whoever it is for.
+		return packet.Refuse(packet.ErrInvalidAmount, "amount must be a positive number of fen, got %d", amount)
+	}
+	if !req.Create {
+		// A user cannot become unknown again, so nothing can slip between
+		// this check and the credit.
+		known, err := a.store.UserKnown(c.Request().Context(), req.UserID)
+		if err != nil {
+			return err
+		}
+		if !known {
+			return packet.Refuse(packet.ErrNotFound, "user %q has no wallet; send \"create\": true to credit a new user", req.UserID)
+		}
 	}
 	added, balance, err := a.store.Fund(c.Request().Context(), req.UserID, amount, req.Ref)
 	if err != nil {
@@ -296,7 +315,8 @@ func (a *App) detached(c echo.Context) (context.Context, context.CancelFunc) {
 
 func (a *App) grabREST(c echo.Context) error {
 	u := userOf(c)
-	if !a.userLimits.allow(u.ID) {
+	if !a.grabLimits.allow(u.ID) {
+		a.metrics.limited("grab")
 		return ErrRateLimited
 	}
 	g, err := a.grab(c.Request().Context(), u, c.Param("id"))

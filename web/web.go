@@ -41,14 +41,37 @@ type Config struct {
 	// StartingBalance is what a new guest session is funded with, in fen.
 	// Default 10000 (¥100). Negative: guests start with nothing.
 	StartingBalance int64
-	// GrabRate and GrabBurst bound grabs per connection (and per user over
-	// REST). Default 10/s, burst 20.
+	// GrabRate and GrabBurst bound grabs per user, over REST and every
+	// WebSocket of the user together. Default 10/s, burst 20.
 	GrabRate  rate.Limit
 	GrabBurst int
-	// ChatRate and ChatBurst bound chat messages per connection. Default
-	// 2/s, burst 5.
+	// ChatRate and ChatBurst bound chat messages per user, over all of the
+	// user's connections together. Default 2/s, burst 5.
 	ChatRate  rate.Limit
 	ChatBurst int
+	// FrameRate and FrameBurst bound the frames a connection may send, of
+	// any type (a ping, an unknown type, a frame that is not JSON, and a
+	// WebSocket ping control frame too). Default 20/s, burst 40.
+	FrameRate  rate.Limit
+	FrameBurst int
+	// MaxConnsPerUser caps one user's WebSockets on this instance; one more
+	// is closed with 4001. Default 5; negative: no cap.
+	MaxConnsPerUser int
+	// MaxConnsPerIP caps the WebSockets from one client address (per /64
+	// for IPv6) on this instance; one more is closed with 4002. Default
+	// 100; negative: no cap.
+	MaxConnsPerIP int
+	// MaxRooms caps the rooms with members on this instance: a connection
+	// that would open one more is closed with 4003. Joining a room that
+	// already has members here is always allowed. Each room costs a
+	// broker subscription (on Redis Cluster, a Redis connection). Default
+	// 100000; negative: no cap.
+	MaxRooms int
+	// NewRoomsPerIP bounds how many rooms one client address (per /64 for
+	// IPv6) may open on this instance per minute, as a token bucket of
+	// that size refilled over a minute; one more is closed with 4004.
+	// Default 120; negative: no limit.
+	NewRoomsPerIP int
 	// TrustedProxies are the networks whose X-Forwarded-For is believed
 	// when telling a client's address. Default none: the peer address is
 	// the client's.
@@ -59,8 +82,10 @@ type Config struct {
 	// 1/s, burst 20.
 	SessionRate  rate.Limit
 	SessionBurst int
-	// FloodStrikes is how many rate-limited messages in a row close a
-	// connection with 1008. Default 50.
+	// FloodStrikes closes a connection with 1008 as a flood: each frame a
+	// rate limit refuses adds a strike, each frame served takes one away,
+	// and the connection is closed when the strikes reach FloodStrikes.
+	// Default 50.
 	FloodStrikes int
 	// MaxChatRunes is the longest chat message. Default 500.
 	MaxChatRunes int
@@ -104,6 +129,12 @@ func DefaultConfig() Config {
 		GrabBurst:       20,
 		ChatRate:        2,
 		ChatBurst:       5,
+		FrameRate:       20,
+		FrameBurst:      40,
+		MaxConnsPerUser: 5,
+		MaxConnsPerIP:   100,
+		MaxRooms:        100000,
+		NewRoomsPerIP:   120,
 		SessionRate:     1,
 		SessionBurst:    20,
 		FloodStrikes:    50,
@@ -137,6 +168,24 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ChatBurst <= 0 {
 		c.ChatBurst = d.ChatBurst
+	}
+	if c.FrameRate <= 0 {
+		c.FrameRate = d.FrameRate
+	}
+	if c.FrameBurst <= 0 {
+		c.FrameBurst = d.FrameBurst
+	}
+	if c.MaxConnsPerUser == 0 {
+		c.MaxConnsPerUser = d.MaxConnsPerUser
+	}
+	if c.MaxConnsPerIP == 0 {
+		c.MaxConnsPerIP = d.MaxConnsPerIP
+	}
+	if c.MaxRooms == 0 {
+		c.MaxRooms = d.MaxRooms
+	}
+	if c.NewRoomsPerIP == 0 {
+		c.NewRoomsPerIP = d.NewRoomsPerIP
 	}
 	if c.SessionRate <= 0 {
 		c.SessionRate = d.SessionRate
@@ -187,8 +236,12 @@ type App struct {
 	origins  map[string]bool
 	anyOrig  bool
 
-	// userLimits rate-limits REST grabs per user id.
-	userLimits *limiterSet
+	// grabLimits and chatLimits rate-limit grabs and chat per user id,
+	// shared by REST and all of the user's connections.
+	grabLimits *limiterSet
+	chatLimits *limiterSet
+	// caps counts connections per user and address, and rooms.
+	caps *connCaps
 	// rains holds the timers that announce rain packets as they drop.
 	rainMu sync.Mutex
 	rains  map[*time.Timer]struct{}
@@ -208,7 +261,9 @@ func New(cfg Config, store *packet.Store, h *hub.Hub) *App {
 		log:        cfg.Logger,
 		metrics:    newMetrics(cfg.Registerer),
 		origins:    map[string]bool{},
-		userLimits: newLimiterSet(cfg.GrabRate, cfg.GrabBurst),
+		grabLimits: newLimiterSet(cfg.GrabRate, cfg.GrabBurst),
+		chatLimits: newLimiterSet(cfg.ChatRate, cfg.ChatBurst),
+		caps:       newConnCaps(cfg),
 		rains:      map[*time.Timer]struct{}{},
 	}
 	for _, o := range cfg.AllowedOrigins {
@@ -237,6 +292,7 @@ func (a *App) Echo() *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = a.handleError
 	e.IPExtractor = ipExtractor(a.cfg.TrustedProxies)
+	e.Use(securityHeaders()...)
 	e.Use(middleware.Recover())
 	e.Use(middleware.BodyLimit("64K"))
 

@@ -43,19 +43,21 @@ func (a *App) serveWS(c echo.Context) error {
 	if err != nil {
 		return nil // the upgrader has answered the client
 	}
-	s := &wsSession{
-		app:   a,
-		user:  u,
-		grabs: rate.NewLimiter(a.cfg.GrabRate, a.cfg.GrabBurst),
-		chats: rate.NewLimiter(a.cfg.ChatRate, a.cfg.ChatBurst),
+	release, ok := a.admit(c, conn, u.ID, room)
+	if !ok {
+		return nil // closed with the cap's code
 	}
+	s := a.newSession(conn, u)
 	// The connection gets a goroutine of its own and this handler returns, so
 	// net/http drops the request's 4 KB read and write buffers and its own
 	// goroutine instead of holding them for the connection's life: RSS per
 	// idle connection 18.9 KB -> 8.2 KB (hub's TestIdleConnectionsLoad).
 	// net/http cancels the request context on return; the hub's Shutdown is
 	// what ends the connection.
-	go a.hub.Serve(context.WithoutCancel(r.Context()), conn, room, hub.User{ID: u.ID, Name: u.Name}, s)
+	go func() {
+		defer release()
+		a.hub.Serve(context.WithoutCancel(r.Context()), conn, room, hub.User{ID: u.ID, Name: u.Name}, s)
+	}()
 	return nil
 }
 
@@ -103,9 +105,10 @@ func (a *App) originAllowed(r *http.Request) bool {
 type wsSession struct {
 	app     *App
 	user    packet.User
-	grabs   *rate.Limiter
-	chats   *rate.Limiter
-	strikes int
+	client  *hub.Client   // set by OnOpen, before the first frame is read
+	frames  *rate.Limiter // every frame of this connection spends from it
+	strikes int           // see Config.FloodStrikes
+	flooded bool          // closed as a flood
 }
 
 // errNotJSON marks a frame that is not a JSON object at all: it has no ref
@@ -138,14 +141,19 @@ type clientMessage struct {
 }
 
 func (s *wsSession) OnOpen(ctx context.Context, c *hub.Client) {
+	s.client = c
 	s.send(c, welcomeEvent{Type: "welcome", User: s.user, Room: c.Room(), ServerTime: time.Now().UnixMilli()})
 }
 
 func (s *wsSession) OnClose(*hub.Client) {}
 
 func (s *wsSession) HandleMessage(ctx context.Context, c *hub.Client, msg []byte) {
+	defer s.closeIfFlood() // once this frame has been scored and answered
 	m, err := parseClientMessage(msg)
-	if errors.Is(err, errNotJSON) {
+	if !s.allow(s.frames.Allow(), "frame") {
+		err = ErrRateLimited
+	} else if errors.Is(err, errNotJSON) {
+		s.tally(nil)
 		s.send(c, errorEvent{Type: "error", Error: ErrorObject{Code: "invalid_request", Message: "a frame must be one JSON object with a type"}})
 		return
 	}
@@ -160,6 +168,7 @@ func (s *wsSession) HandleMessage(ctx context.Context, c *hub.Client, msg []byte
 	default:
 		err = invalid("unknown message type %q", m.Type)
 	}
+	s.tally(err)
 	if m.Ref == "" {
 		if err != nil {
 			_, obj := errorObject(err)
@@ -178,7 +187,7 @@ func (s *wsSession) HandleMessage(ctx context.Context, c *hub.Client, msg []byte
 }
 
 func (s *wsSession) grab(ctx context.Context, m clientMessage) (packet.GrabResult, error) {
-	if !s.allow(s.grabs) {
+	if !s.allow(s.app.grabLimits.allow(s.user.ID), "grab") {
 		return packet.GrabResult{}, ErrRateLimited
 	}
 	if m.PacketID == "" {
@@ -188,7 +197,7 @@ func (s *wsSession) grab(ctx context.Context, m clientMessage) (packet.GrabResul
 }
 
 func (s *wsSession) chat(ctx context.Context, c *hub.Client, m clientMessage) error {
-	if !s.allow(s.chats) {
+	if !s.allow(s.app.chatLimits.allow(s.user.ID), "chat") {
 		return ErrRateLimited
 	}
 	text := strings.TrimSpace(m.Text)
@@ -204,17 +213,6 @@ func (s *wsSession) chat(ctx context.Context, c *hub.Client, m clientMessage) er
 	return nil
 }
 
-// allow takes a token from lim; a client that keeps sending into an empty
-// bucket is closed as a flood.
-func (s *wsSession) allow(lim *rate.Limiter) bool {
-	if lim.Allow() {
-		s.strikes = 0
-		return true
-	}
-	s.strikes++
-	return false
-}
-
 func (s *wsSession) send(c *hub.Client, ev any) {
 	frame, err := json.Marshal(ev)
 	if err != nil {
@@ -222,7 +220,4 @@ func (s *wsSession) send(c *hub.Client, ev any) {
 		return
 	}
 	c.Send(frame)
-	if s.strikes >= s.app.cfg.FloodStrikes {
-		c.Close(websocket.ClosePolicyViolation, "rate limit exceeded")
-	}
 }

@@ -473,7 +473,7 @@ func (a *api) newSender(ctx context.Context, i int, fund int64) (*sender, error)
 	}
 	if fund > 0 {
 		err = a.call(ctx, "POST", a.cfg.URLs[0]+"/api/v1/admin/credit", a.cfg.AdminToken,
-			map[string]any{"user_id": s.id, "amount": fund, "ref": "bench-fund-" + s.id}, nil, http.StatusOK)
+			map[string]any{"user_id": s.id, "amount": fund, "ref": "bench-fund-" + s.id, "create": true}, nil, http.StatusOK)
 	}
 	return s, err
 }

@@ -43,6 +43,8 @@ func startServer(t *testing.T, redisURL string) (base string, pid int) {
 	cmd.Env = append(os.Environ(),
 		"HONGBAO_ADDR="+addr, "REDIS_URL="+redisURL, "HONGBAO_SECRET="+testSecret, "HONGBAO_ADMIN_TOKEN="+testAdmin,
 		"HONGBAO_GRAB_RATE=1000", "HONGBAO_GRAB_BURST=1000", "HONGBAO_ALLOWED_ORIGINS=*", "HONGBAO_LOG_LEVEL=warn",
+		// Every load client comes from 127.0.0.1: the per-address caps are raised.
+		"HONGBAO_FRAME_RATE=1000", "HONGBAO_FRAME_BURST=1000", "HONGBAO_MAX_CONNS_PER_IP=1000000", "HONGBAO_NEW_ROOMS_PER_IP=1000000",
 		"HONGBAO_SHUTDOWN_TIMEOUT=2s", "HONGBAO_DRAIN_DELAY=0s")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
