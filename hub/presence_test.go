@@ -47,16 +47,17 @@ func TestPresenceSumsAcrossInstances(t *testing.T) {
 			t.Fatalf("client %d: users %+v, want all 5", i, f.Users)
 		}
 	}
-	key := presB.Key("room")
-	if want := prefix + ":{r:room}:online"; key != want {
-		t.Fatalf("key %q, want %q", key, want)
+	keyB := presB.InstanceKey("B")
+	if want := prefix + ":presence:{B}"; keyB != want {
+		t.Fatalf("key %q, want %q", keyB, want)
 	}
 	ctx := context.Background()
-	fields, err := rdbA.HKeys(ctx, key).Result()
-	if err != nil || len(fields) != 2 {
-		t.Fatalf("hash fields %v (%v), want one per instance", fields, err)
+	for _, inst := range []string{"A", "B"} {
+		if ok, err := rdbA.HExists(ctx, presB.InstanceKey(inst), "room").Result(); err != nil || !ok {
+			t.Fatalf("instance %s has no entry for the room (%v)", inst, err)
+		}
 	}
-	if ttl := rdbA.PTTL(ctx, key).Val(); ttl <= 0 || ttl > 30*time.Second {
+	if ttl := rdbA.PTTL(ctx, keyB).Val(); ttl <= 0 || ttl > 30*time.Second {
 		t.Fatalf("PTTL %v, want (0, 30s]", ttl)
 	}
 
@@ -72,8 +73,8 @@ func TestPresenceSumsAcrossInstances(t *testing.T) {
 	for _, c := range clients[:2] {
 		waitPresence(t, c, 2)
 	}
-	waitFor(t, 5*time.Second, "B's field to go", func() bool {
-		return len(rdbA.HKeys(ctx, key).Val()) == 1
+	waitFor(t, 5*time.Second, "B's entry to go", func() bool {
+		return !rdbA.HExists(ctx, keyB, "room").Val()
 	})
 }
 
@@ -95,35 +96,32 @@ func TestPresenceUnchangedIsNotRepeated(t *testing.T) {
 }
 
 func TestMergePresence(t *testing.T) {
-	now := time.Now()
-	fresh := now.UnixMilli()
-	stale := now.Add(-10 * time.Second).UnixMilli()
 	var many []User
 	for i := range 60 {
 		many = append(many, User{ID: "m" + string(rune('A'+i))})
 	}
+	live := map[string]struct{}{"i1": {}, "i2": {}, "big": {}}
 	got := mergePresence(map[string]presenceEntry{
-		"i2":   {N: 3, Users: []User{{ID: "x"}, {ID: "y"}}, TS: fresh},
-		"i1":   {N: 2, Users: []User{{ID: "x"}, {ID: "w"}}, TS: fresh},
-		"dead": {N: 100, Users: []User{{ID: "ghost"}}, TS: stale},
-		"big":  {N: 60, Users: many, TS: fresh},
-	}, now, 3*time.Second)
+		"i2":   {N: 3, Users: []User{{ID: "x"}, {ID: "y"}}},
+		"i1":   {N: 2, Users: []User{{ID: "x"}, {ID: "w"}}},
+		"dead": {N: 100, Users: []User{{ID: "ghost"}}},
+		"big":  {N: 60, Users: many},
+	}, live)
 	if got.Online != 65 {
-		t.Errorf("online %d, want 65 (stale instance excluded)", got.Online)
+		t.Errorf("online %d, want 65 (instance that is not live excluded)", got.Online)
 	}
 	if len(got.Users) != presenceUsers {
 		t.Errorf("%d users, want capped at %d", len(got.Users), presenceUsers)
 	}
-	// Sorted by instance: "big" first, then i1, i2; ghost never.
 	for _, u := range got.Users {
 		if u.ID == "ghost" {
-			t.Error("stale instance's user merged")
+			t.Error("dead instance's user merged")
 		}
 	}
 	small := mergePresence(map[string]presenceEntry{
-		"i2": {N: 3, Users: []User{{ID: "x"}, {ID: "y"}}, TS: fresh},
-		"i1": {N: 2, Users: []User{{ID: "x"}, {ID: "w"}}, TS: fresh},
-	}, now, 3*time.Second)
+		"i2": {N: 3, Users: []User{{ID: "x"}, {ID: "y"}}},
+		"i1": {N: 2, Users: []User{{ID: "x"}, {ID: "w"}}},
+	}, live)
 	if ids := usersKey(small.Users); ids != usersKey([]User{{ID: "x"}, {ID: "w"}, {ID: "y"}}) {
 		t.Errorf("merged users %+v, want x,w,y (distinct, instance order)", small.Users)
 	}

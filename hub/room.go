@@ -14,6 +14,17 @@ import (
 type shard struct {
 	mu    sync.RWMutex
 	rooms map[string]*room
+	// dirty names the rooms whose membership changed since the presence
+	// loop last looked; only those are synced.
+	dirty map[string]struct{}
+}
+
+// markDirty must be called with the shard lock held.
+func (sh *shard) markDirty(name string) {
+	if sh.dirty == nil {
+		sh.dirty = make(map[string]struct{})
+	}
+	sh.dirty[name] = struct{}{}
 }
 
 // room is the local state of one room.
@@ -94,7 +105,7 @@ func (h *Hub) join(ctx context.Context, c *Client) error {
 	}
 	if r.subscribed {
 		r.refs++
-		h.addMember(r, c)
+		h.addMember(sh, r, c)
 		sh.mu.Unlock()
 		return nil
 	}
@@ -132,7 +143,7 @@ func (h *Hub) join(ctx context.Context, c *Client) error {
 		return a.err
 	}
 	// Subscribed stays true: we hold a ref, so no leaver unsubscribes.
-	h.addMember(r, c)
+	h.addMember(sh, r, c)
 	return nil
 }
 
@@ -170,8 +181,9 @@ func (h *Hub) subscribeRoom(ctx context.Context, sh *shard, r *room, a *subAttem
 }
 
 // addMember must be called with the shard lock held.
-func (h *Hub) addMember(r *room, c *Client) {
+func (h *Hub) addMember(sh *shard, r *room, c *Client) {
 	r.members[c] = struct{}{}
+	sh.markDirty(r.name)
 	if c.seq > r.lastJoin {
 		r.lastJoin = c.seq
 	}
@@ -190,6 +202,7 @@ func (h *Hub) leave(ctx context.Context, c *Client) {
 	sh := h.shardFor(r.name)
 	sh.mu.Lock()
 	delete(r.members, c)
+	sh.markDirty(r.name)
 	h.nconns.Add(-1)
 	h.m.connAdd(-1)
 	r.refs--
