@@ -364,3 +364,22 @@ func TestClusterSlotMigrationMidBroadcast(t *testing.T) {
 		}
 	}
 }
+
+// A connection that goes silent (here Redis is paused, so a ping gets no
+// answer) is given up after two health intervals and replaced, and its
+// rooms are reported: the broker does not wait for TCP to notice.
+func TestRedisBrokerReplacesSilentConnection(t *testing.T) {
+	forBothModes(t, func(t *testing.T, sharded bool) {
+		_, rdb := redistest.Durable(t)
+		br := NewRedisBroker(rdb, RedisBrokerConfig{Prefix: "hb", Sharded: sharded, HealthInterval: 100 * time.Millisecond})
+		rec := runBroker(t, br, nil)
+		subscribeAll(t, br, []string{"quiet"})
+		expectDelivery(t, br, rec, []string{"quiet"}, 5*time.Second)
+		ctx := context.Background()
+		if err := rdb.Do(ctx, "CLIENT", "PAUSE", 1500, "ALL").Err(); err != nil {
+			t.Fatal(err)
+		}
+		awaitResubscribed(t, rec, []string{"quiet"}, 15*time.Second)
+		expectDelivery(t, br, rec, []string{"quiet"}, 5*time.Second)
+	})
+}
