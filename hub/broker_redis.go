@@ -71,7 +71,26 @@ type RedisBrokerConfig struct {
 // closed and replaced instead. Nor does it use PubSub.Channel, which drops
 // a message silently when its Go channel stays full for a minute: the
 // broker's readers block instead, so a slow Run shows up as Redis cutting
-// the connection, which is a loss the broker sees and reports.
+// the connection, which is a loss the broker sees and reports. (With that
+// limit disabled, Redis would buffer for a stalled Run without bound.)
+//
+// A connection that stays silent for HealthInterval is pinged, and one
+// that does not answer within another interval is replaced, so a peer that
+// vanished without closing the socket is noticed in seconds, not when TCP
+// gives up.
+//
+// # Invariants (all under mu)
+//
+//   - Every wanted channel (a key of subs) is either in pending, which the
+//     placer drains, or placed on exactly one live connection (s.conn,
+//     and s.conn.chans holds it); never neither. Unsubscribe alone removes
+//     a channel from subs.
+//   - Only the reader of s.conn hands Run messages of s's room, and that
+//     same reader reports the room's Resubscribed, so for one room both
+//     reach Run in the order Redis sent them.
+//   - s.ack is closed (Subscribe returns) on the first confirmation Redis
+//     sends for s; s.live is false from a loss until the confirmation that
+//     ends it, which is reported once.
 type RedisBroker struct {
 	rdb redis.UniversalClient
 	cfg RedisBrokerConfig
