@@ -83,8 +83,9 @@ type RedisBrokerConfig struct {
 //
 //   - Every wanted channel (a key of subs) is either in pending, which the
 //     placer drains, or placed on exactly one live connection (s.conn,
-//     and s.conn.chans holds it); never neither. Unsubscribe alone removes
-//     a channel from subs.
+//     and s.conn.chans holds it); never neither, except while a place call
+//     for it is under way, which ends in one or the other. Unsubscribe
+//     alone removes a channel from subs.
 //   - Only the reader of s.conn hands Run messages of s's room, and that
 //     same reader reports the room's Resubscribed, so for one room both
 //     reach Run in the order Redis sent them.
