@@ -53,6 +53,14 @@ type RedisPresenceConfig struct {
 // PEXPIRE, XREAD, ZRANGE and a ZREMRANGEBYSCORE that prunes long-dead
 // instances.
 //
+// What grows: a room changed on one instance costs that instance an HSET
+// (or HDEL) and a share of one XADD, and each other instance with members
+// there one HGET per known instance. Every instance reads every notice, so
+// the notice stream's traffic grows with changes times instances.
+//
+// Liveness compares the writer's clock (its ZADD score) with the reader's,
+// so instance clocks must agree to well within MaxAge.
+//
 // Sync keeps state between calls, per instance ID, so hubs in one process
 // may share a RedisPresence.
 type RedisPresence struct {
