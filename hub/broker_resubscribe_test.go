@@ -383,3 +383,44 @@ func TestRedisBrokerReplacesSilentConnection(t *testing.T) {
 		expectDelivery(t, br, rec, []string{"quiet"}, 5*time.Second)
 	})
 }
+
+// Subscribing a room whose slot moved after the client loaded its slot map
+// gets MOVED; the broker reloads the map and subscribes on the new owner
+// before Subscribe returns.
+func TestClusterSubscribeFollowsMoved(t *testing.T) {
+	rdb := redistest.NewCluster(t)
+	br := NewRedisBroker(rdb, RedisBrokerConfig{Prefix: testPrefix(t), Sharded: true})
+	rec := runBroker(t, br, nil)
+	ctx := context.Background()
+	// Load the slot map and open a connection to every master.
+	subscribeAll(t, br, clusterRooms(30))
+	ch := br.Channel("late")
+	stale, err := rdb.MasterForKey(ctx, ch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, to, err := redistest.MoveSlot(ctx, rdb, int(rdb.ClusterKeySlot(ctx, ch).Val()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := rdb.MasterForKey(ctx, ch); n.Options().Addr != stale.Options().Addr {
+		t.Skip("the client learned the new slot map already; nothing to test")
+	}
+	if err := br.Subscribe(ctx, "late"); err != nil {
+		t.Fatalf("subscribe after the move: %v", err)
+	}
+	expectDelivery(t, br, rec, []string{"late"}, 5*time.Second)
+	err = rdb.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		if n.Options().Addr != to {
+			return nil
+		}
+		m, err := n.PubSubShardNumSub(ctx, ch).Result()
+		if err == nil && m[ch] != 1 {
+			err = fmt.Errorf("SHARDNUMSUB on the new owner %s: %d, want 1", to, m[ch])
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
