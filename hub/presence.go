@@ -12,12 +12,38 @@ import (
 // Presence shares each instance's member counts so every instance can show
 // a room's total online count. Implementations: RedisPresence (across
 // instances) and MemoryPresence (one process).
+//
+// The hub tells it only what changed locally, and gets back only the views
+// that may have changed, so an interval in which no room changes costs the
+// same whatever the number of rooms.
 type Presence interface {
-	// Sync records this instance's snapshot of each room in local and
-	// returns, for each room in local with Online > 0, the view merged over
-	// every instance whose snapshot is younger than maxAge. A snapshot with
-	// Online == 0 withdraws this instance from that room.
-	Sync(ctx context.Context, instanceID string, local map[string]PresenceSnapshot, maxAge time.Duration) (map[string]PresenceSnapshot, error)
+	// Sync records this instance's changed rooms and returns the merged
+	// view, over every instance seen within MaxAge, of each local room
+	// whose view may have changed since the last Sync: rooms in Changed,
+	// rooms another instance changed, rooms that an instance which stopped
+	// being live was counted in. After an error the hub passes the same
+	// changes again. Sync is not called concurrently.
+	Sync(ctx context.Context, s PresenceSync) (map[string]PresenceSnapshot, error)
+	// Withdraw removes instanceID from shared presence at once, rather
+	// than after MaxAge, when the hub shuts down.
+	Withdraw(ctx context.Context, instanceID string) error
+}
+
+// PresenceSync is one Sync's input.
+type PresenceSync struct {
+	// Instance identifies this hub.
+	Instance string
+	// Changed holds this instance's rooms whose local membership changed
+	// since the last successful Sync; Online == 0 withdraws the instance
+	// from that room.
+	Changed map[string]PresenceSnapshot
+	// Local reports whether room has local members now.
+	Local func(room string) bool
+	// All returns every local room's snapshot, for the rare full resync.
+	All func() map[string]PresenceSnapshot
+	// MaxAge is how long an instance that stopped syncing is still
+	// counted.
+	MaxAge time.Duration
 }
 
 // PresenceSnapshot is a room's online count and a sample of its users.
@@ -41,23 +67,24 @@ const (
 type presenceEntry struct {
 	N     int    `json:"n"`
 	Users []User `json:"users"`
-	TS    int64  `json:"ts"` // unix milliseconds
 }
 
-// mergePresence sums fresh entries and merges their user samples, distinct
-// by ID, in instance order so the list is stable from tick to tick.
-func mergePresence(entries map[string]presenceEntry, now time.Time, maxAge time.Duration) PresenceSnapshot {
+// mergePresence sums the entries of live instances and merges their user
+// samples, distinct by ID, in instance order so the list is stable from
+// tick to tick.
+func mergePresence(entries map[string]presenceEntry, live map[string]struct{}) PresenceSnapshot {
 	ids := make([]string, 0, len(entries))
 	for id := range entries {
-		ids = append(ids, id)
+		if _, ok := live[id]; ok {
+			ids = append(ids, id)
+		}
 	}
 	slices.Sort(ids)
-	oldest := now.Add(-maxAge).UnixMilli()
 	var out PresenceSnapshot
 	seen := make(map[string]struct{})
 	for _, id := range ids {
 		e := entries[id]
-		if e.TS < oldest || e.N <= 0 {
+		if e.N <= 0 {
 			continue
 		}
 		out.Online += e.N
@@ -97,7 +124,7 @@ func (h *Hub) presenceLoop(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			h.withdrawPresence(ctx, sent)
+			h.withdrawPresence(ctx)
 			return
 		case <-t.C:
 			h.presenceTick(ctx, sent)
@@ -105,44 +132,55 @@ func (h *Hub) presenceLoop(ctx context.Context) {
 	}
 }
 
+// presenceTick syncs the rooms whose membership changed since the last
+// tick (joins and leaves mark them dirty) and tells local members of every
+// view that changed.
 func (h *Hub) presenceTick(ctx context.Context, sent map[string]*presenceSent) {
-	local := h.localPresence()
-	report := make(map[string]PresenceSnapshot, len(local)+len(sent))
-	for name, rp := range local {
-		report[name] = rp.snap
+	dirty := h.takeDirty()
+	changed := make(map[string]PresenceSnapshot, len(dirty))
+	joins := make(map[string]uint64, len(dirty))
+	for name := range dirty {
+		rp := h.roomPresence(name)
+		changed[name] = rp.snap
+		joins[name] = rp.lastJoin
 	}
-	for name := range sent {
-		if _, ok := local[name]; !ok {
-			report[name] = PresenceSnapshot{} // withdraw: room emptied here
-			delete(sent, name)
+	merged := make(map[string]PresenceSnapshot, len(changed))
+	if h.presence == nil {
+		for name, snap := range changed {
+			if snap.Online > 0 {
+				merged[name] = snap
+			}
 		}
-	}
-	if len(report) == 0 {
-		return
-	}
-
-	merged := report
-	if h.presence != nil {
+	} else {
 		sctx, cancel := context.WithTimeout(ctx, h.cfg.PresenceInterval)
 		var err error
-		merged, err = h.presence.Sync(sctx, h.cfg.InstanceID, report, presenceStaleIntervals*h.cfg.PresenceInterval)
+		merged, err = h.presence.Sync(sctx, PresenceSync{
+			Instance: h.cfg.InstanceID,
+			Changed:  changed,
+			Local:    h.hasMembers,
+			All:      h.localSnapshots,
+			MaxAge:   presenceStaleIntervals * h.cfg.PresenceInterval,
+		})
 		cancel()
 		if err != nil {
 			// Skip the tick rather than fall back to local counts, which
-			// would make totals flap while Redis is unavailable.
+			// would make totals flap while Redis is unavailable; the
+			// changes are synced next time.
+			h.restoreDirty(dirty)
 			h.log.Warn("hub: presence sync failed", "err", err)
 			return
 		}
 	}
-
-	for name, rp := range local {
-		m, ok := merged[name]
-		if !ok {
-			continue
+	for name, snap := range changed {
+		if snap.Online <= 0 {
+			delete(sent, name)
 		}
+	}
+	for name, m := range merged {
 		key := usersKey(m.Users)
 		s := sent[name]
-		if s != nil && s.online == m.Online && s.users == key && s.lastJoin >= rp.lastJoin {
+		lastJoin := joins[name]
+		if s != nil && s.online == m.Online && s.users == key && s.lastJoin >= lastJoin {
 			continue
 		}
 		if s == nil {
@@ -151,7 +189,8 @@ func (h *Hub) presenceTick(ctx context.Context, sent map[string]*presenceSent) {
 		}
 		// A newcomer gets the current view even when the totals did not move
 		// (someone else left in the same interval).
-		s.online, s.users, s.lastJoin = m.Online, key, rp.lastJoin
+		s.online, s.users = m.Online, key
+		s.lastJoin = max(s.lastJoin, lastJoin)
 		h.broadcastLocal(name, presenceFrame(m))
 	}
 }
@@ -159,44 +198,88 @@ func (h *Hub) presenceTick(ctx context.Context, sent map[string]*presenceSent) {
 // withdrawPresence removes this instance from shared presence on the way
 // out so other instances stop counting its members at once rather than
 // after the staleness window.
-func (h *Hub) withdrawPresence(ctx context.Context, sent map[string]*presenceSent) {
-	if h.presence == nil || len(sent) == 0 {
+func (h *Hub) withdrawPresence(ctx context.Context) {
+	if h.presence == nil {
 		return
-	}
-	report := make(map[string]PresenceSnapshot, len(sent))
-	for name := range sent {
-		report[name] = PresenceSnapshot{}
 	}
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.PresenceInterval)
 	defer cancel()
-	if _, err := h.presence.Sync(wctx, h.cfg.InstanceID, report, 0); err != nil {
+	if err := h.presence.Withdraw(wctx, h.cfg.InstanceID); err != nil {
 		h.log.Debug("hub: presence withdraw failed", "err", err)
 	}
 }
 
-// localPresence counts each room's local members and samples the
+// takeDirty returns and clears the names of rooms whose membership changed.
+func (h *Hub) takeDirty() map[string]struct{} {
+	out := make(map[string]struct{})
+	for _, sh := range h.shards {
+		sh.mu.Lock()
+		d := sh.dirty
+		sh.dirty = nil
+		sh.mu.Unlock()
+		for name := range d {
+			out[name] = struct{}{}
+		}
+	}
+	return out
+}
+
+// restoreDirty marks names dirty again after a failed sync.
+func (h *Hub) restoreDirty(names map[string]struct{}) {
+	for name := range names {
+		sh := h.shardFor(name)
+		sh.mu.Lock()
+		sh.markDirty(name)
+		sh.mu.Unlock()
+	}
+}
+
+func (h *Hub) hasMembers(name string) bool {
+	sh := h.shardFor(name)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	r := sh.rooms[name]
+	return r != nil && len(r.members) > 0
+}
+
+// roomPresence counts one room's local members and samples the
 // presenceLocalUsers longest-connected of them: a stable choice, so the
 // sample does not churn (and trigger deliveries) every tick.
-func (h *Hub) localPresence() map[string]roomPresence {
-	out := make(map[string]roomPresence)
+func (h *Hub) roomPresence(name string) roomPresence {
+	sh := h.shardFor(name)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	r := sh.rooms[name]
+	if r == nil || len(r.members) == 0 {
+		return roomPresence{}
+	}
+	return sampleRoom(r)
+}
+
+// sampleRoom must be called with the room's shard lock held.
+func sampleRoom(r *room) roomPresence {
 	var sample []*Client
+	for c := range r.members {
+		sample = keepOldest(sample, c, presenceLocalUsers)
+	}
+	users := make([]User, len(sample))
+	for i, c := range sample {
+		users[i] = c.user
+	}
+	return roomPresence{
+		snap:     PresenceSnapshot{Online: len(r.members), Users: users},
+		lastJoin: r.lastJoin,
+	}
+}
+
+// localSnapshots returns every local room's snapshot.
+func (h *Hub) localSnapshots() map[string]PresenceSnapshot {
+	out := make(map[string]PresenceSnapshot)
 	for _, sh := range h.shards {
 		sh.mu.RLock()
 		for name, r := range sh.rooms {
-			if len(r.members) == 0 {
-				continue
-			}
-			sample = sample[:0]
-			for c := range r.members {
-				sample = keepOldest(sample, c, presenceLocalUsers)
-			}
-			users := make([]User, len(sample))
-			for i, c := range sample {
-				users[i] = c.user
-			}
-			out[name] = roomPresence{
-				snap:     PresenceSnapshot{Online: len(r.members), Users: users},
-				lastJoin: r.lastJoin,
+			if len(r.members) > 0 {
+				out[name] = sampleRoom(r).snap
 			}
 		}
 		sh.mu.RUnlock()

@@ -2,8 +2,12 @@ package hub
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/hongbao-dev/hongbao/internal/redistest"
 )
@@ -47,16 +51,17 @@ func TestPresenceSumsAcrossInstances(t *testing.T) {
 			t.Fatalf("client %d: users %+v, want all 5", i, f.Users)
 		}
 	}
-	key := presB.Key("room")
-	if want := prefix + ":{r:room}:online"; key != want {
-		t.Fatalf("key %q, want %q", key, want)
+	keyB := presB.InstanceKey("B")
+	if want := prefix + ":presence:{B}"; keyB != want {
+		t.Fatalf("key %q, want %q", keyB, want)
 	}
 	ctx := context.Background()
-	fields, err := rdbA.HKeys(ctx, key).Result()
-	if err != nil || len(fields) != 2 {
-		t.Fatalf("hash fields %v (%v), want one per instance", fields, err)
+	for _, inst := range []string{"A", "B"} {
+		if ok, err := rdbA.HExists(ctx, presB.InstanceKey(inst), "room").Result(); err != nil || !ok {
+			t.Fatalf("instance %s has no entry for the room (%v)", inst, err)
+		}
 	}
-	if ttl := rdbA.PTTL(ctx, key).Val(); ttl <= 0 || ttl > 30*time.Second {
+	if ttl := rdbA.PTTL(ctx, keyB).Val(); ttl <= 0 || ttl > 30*time.Second {
 		t.Fatalf("PTTL %v, want (0, 30s]", ttl)
 	}
 
@@ -72,8 +77,8 @@ func TestPresenceSumsAcrossInstances(t *testing.T) {
 	for _, c := range clients[:2] {
 		waitPresence(t, c, 2)
 	}
-	waitFor(t, 5*time.Second, "B's field to go", func() bool {
-		return len(rdbA.HKeys(ctx, key).Val()) == 1
+	waitFor(t, 5*time.Second, "B's entry to go", func() bool {
+		return !rdbA.HExists(ctx, keyB, "room").Val()
 	})
 }
 
@@ -95,35 +100,32 @@ func TestPresenceUnchangedIsNotRepeated(t *testing.T) {
 }
 
 func TestMergePresence(t *testing.T) {
-	now := time.Now()
-	fresh := now.UnixMilli()
-	stale := now.Add(-10 * time.Second).UnixMilli()
 	var many []User
 	for i := range 60 {
 		many = append(many, User{ID: "m" + string(rune('A'+i))})
 	}
+	live := map[string]struct{}{"i1": {}, "i2": {}, "big": {}}
 	got := mergePresence(map[string]presenceEntry{
-		"i2":   {N: 3, Users: []User{{ID: "x"}, {ID: "y"}}, TS: fresh},
-		"i1":   {N: 2, Users: []User{{ID: "x"}, {ID: "w"}}, TS: fresh},
-		"dead": {N: 100, Users: []User{{ID: "ghost"}}, TS: stale},
-		"big":  {N: 60, Users: many, TS: fresh},
-	}, now, 3*time.Second)
+		"i2":   {N: 3, Users: []User{{ID: "x"}, {ID: "y"}}},
+		"i1":   {N: 2, Users: []User{{ID: "x"}, {ID: "w"}}},
+		"dead": {N: 100, Users: []User{{ID: "ghost"}}},
+		"big":  {N: 60, Users: many},
+	}, live)
 	if got.Online != 65 {
-		t.Errorf("online %d, want 65 (stale instance excluded)", got.Online)
+		t.Errorf("online %d, want 65 (instance that is not live excluded)", got.Online)
 	}
 	if len(got.Users) != presenceUsers {
 		t.Errorf("%d users, want capped at %d", len(got.Users), presenceUsers)
 	}
-	// Sorted by instance: "big" first, then i1, i2; ghost never.
 	for _, u := range got.Users {
 		if u.ID == "ghost" {
-			t.Error("stale instance's user merged")
+			t.Error("dead instance's user merged")
 		}
 	}
 	small := mergePresence(map[string]presenceEntry{
-		"i2": {N: 3, Users: []User{{ID: "x"}, {ID: "y"}}, TS: fresh},
-		"i1": {N: 2, Users: []User{{ID: "x"}, {ID: "w"}}, TS: fresh},
-	}, now, 3*time.Second)
+		"i2": {N: 3, Users: []User{{ID: "x"}, {ID: "y"}}},
+		"i1": {N: 2, Users: []User{{ID: "x"}, {ID: "w"}}},
+	}, live)
 	if ids := usersKey(small.Users); ids != usersKey([]User{{ID: "x"}, {ID: "w"}, {ID: "y"}}) {
 		t.Errorf("merged users %+v, want x,w,y (distinct, instance order)", small.Users)
 	}
@@ -141,4 +143,165 @@ func TestKeepOldest(t *testing.T) {
 		}
 		t.Fatalf("kept %v, want [1 2 3]", got)
 	}
+}
+
+// commandStats returns INFO commandstats as command -> calls.
+func commandStats(t *testing.T, rdb *redis.Client) map[string]int64 {
+	t.Helper()
+	info, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make(map[string]int64)
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		name, isCmd := strings.CutPrefix(name, "cmdstat_")
+		if !ok || !isCmd {
+			continue
+		}
+		for _, f := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(f, "calls="); ok {
+				out[name], _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+	}
+	return out
+}
+
+// Two instances with many idle rooms: once their joins are synced, an
+// interval costs each instance a fixed handful of commands, none of them
+// about a room.
+func TestPresenceIdleRoomsIssueNoRoomCommands(t *testing.T) {
+	_, rdb := redistest.Durable(t) // private: commandstats counts only us
+	ctx := context.Background()
+	const rooms = 300
+	var hubs []*testServer
+	for _, id := range []string{"A", "B"} {
+		cfg := Config{InstanceID: id, PresenceInterval: 50 * time.Millisecond,
+			Presence: NewRedisPresence(rdb, RedisPresenceConfig{Prefix: "hb"})}
+		ts := startHub(t, cfg, NewMemoryBroker())
+		hubs = append(hubs, ts)
+		for i := range rooms {
+			c := newClient(ctx, ts.hub, nil, "room-"+strconv.Itoa(i), User{ID: id + strconv.Itoa(i)})
+			if err := ts.hub.join(ctx, c); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { ts.hub.leave(ctx, c) })
+		}
+	}
+	// Synced when every room's entry of both instances is in Redis and
+	// nothing about rooms was written or read for a while.
+	perRoom := func(st map[string]int64) int64 {
+		return st["hset"] + st["hdel"] + st["hget"] + st["hgetall"] + st["xadd"]
+	}
+	waitFor(t, 20*time.Second, "joins to be synced", func() bool {
+		return rdb.HLen(ctx, "hb:presence:{A}").Val() == rooms && rdb.HLen(ctx, "hb:presence:{B}").Val() == rooms
+	})
+	var before map[string]int64
+	stable := 0
+	waitFor(t, 20*time.Second, "room commands to stop", func() bool {
+		st := commandStats(t, rdb)
+		if before != nil && st["zadd"] < before["zadd"]+4 {
+			return false // fewer than two syncs per instance since the last look
+		}
+		if before != nil && perRoom(st) == perRoom(before) {
+			stable++
+		} else {
+			stable = 0
+		}
+		before = st
+		return stable == 3
+	})
+	// Watch at least 20 more syncs (each heartbeats with one ZADD).
+	start := commandStats(t, rdb)
+	var end map[string]int64
+	waitFor(t, 20*time.Second, "20 syncs", func() bool {
+		end = commandStats(t, rdb)
+		return end["zadd"] >= start["zadd"]+20
+	})
+	if d := perRoom(end) - perRoom(start); d != 0 {
+		t.Fatalf("%d room commands (HSET/HDEL/HGET/HGETALL/XADD) while every room was idle", d)
+	}
+	var total int64
+	for name, n := range end {
+		if name != "info" && name != "hlen" {
+			total += n - start[name]
+		}
+	}
+	syncs := end["zadd"] - start["zadd"]
+	t.Logf("%d idle rooms on each of 2 instances: %d commands in %d syncs (%.1f per sync)", rooms, total, syncs, float64(total)/float64(syncs))
+	if total > 5*syncs+5 {
+		t.Fatalf("%d commands for %d syncs, want at most 5 per sync", total, syncs)
+	}
+}
+
+// An instance that dies without withdrawing stops being counted within
+// the staleness window, and its hash leaves Redis after its TTL.
+func TestPresenceDeadInstanceVanishes(t *testing.T) {
+	_, rdb := redistest.New(t)
+	prefix := testPrefix(t)
+	interval := 100 * time.Millisecond
+	a := startHub(t, Config{InstanceID: "A", PresenceInterval: interval,
+		Presence: NewRedisPresence(rdb, RedisPresenceConfig{Prefix: prefix})}, NewMemoryBroker())
+	c := a.dial(t, "room", "a1")
+	waitPresence(t, c, 1)
+
+	// "B" is a bare RedisPresence syncing three members until it dies.
+	dead := NewRedisPresence(rdb, RedisPresenceConfig{Prefix: prefix, TTL: time.Second})
+	snap := PresenceSnapshot{Online: 3, Users: []User{{ID: "b1"}, {ID: "b2"}, {ID: "b3"}}}
+	sync := PresenceSync{Instance: "B", Changed: map[string]PresenceSnapshot{"room": snap},
+		Local:  func(string) bool { return true },
+		All:    func() map[string]PresenceSnapshot { return map[string]PresenceSnapshot{"room": snap} },
+		MaxAge: 3 * interval}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			if _, err := dead.Sync(context.Background(), sync); err == nil {
+				sync.Changed = nil
+			}
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	waitPresence(t, c, 4)
+	close(stop)
+	<-done
+	began := time.Now()
+	waitPresence(t, c, 1)
+	t.Logf("a dead instance stopped being counted %v after its last sync", time.Since(began).Round(time.Millisecond))
+	waitFor(t, 5*time.Second, "the dead instance's hash to expire", func() bool {
+		return rdb.Exists(context.Background(), dead.InstanceKey("B")).Val() == 0
+	})
+}
+
+// When Redis loses the presence data (a restart without persistence, a
+// failover), each instance notices its hash is gone and writes it again.
+func TestPresenceRewrittenAfterDataLoss(t *testing.T) {
+	_, rdb := redistest.New(t)
+	prefix := testPrefix(t)
+	pres := NewRedisPresence(rdb, RedisPresenceConfig{Prefix: prefix})
+	a := startHub(t, Config{InstanceID: "A", PresenceInterval: 50 * time.Millisecond, Presence: pres}, NewMemoryBroker())
+	b := startHub(t, Config{InstanceID: "B", PresenceInterval: 50 * time.Millisecond, Presence: pres}, NewMemoryBroker())
+	ca := a.dial(t, "room", "a1")
+	cb := b.dial(t, "room", "b1")
+	waitPresence(t, ca, 2)
+	waitPresence(t, cb, 2)
+	ctx := context.Background()
+	if err := rdb.FlushDB(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "both instances to write their entries again", func() bool {
+		return rdb.HExists(ctx, pres.InstanceKey("A"), "room").Val() && rdb.HExists(ctx, pres.InstanceKey("B"), "room").Val()
+	})
+	// And a change after the loss still reaches the other instance.
+	cb2 := b.dial(t, "room", "b2")
+	waitPresence(t, cb2, 3)
+	waitPresence(t, ca, 3)
 }

@@ -2,7 +2,10 @@ package hub
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
+	"time"
 )
 
 // shard is one slice of the room table. Its lock guards the map and every
@@ -11,6 +14,17 @@ import (
 type shard struct {
 	mu    sync.RWMutex
 	rooms map[string]*room
+	// dirty names the rooms whose membership changed since the presence
+	// loop last looked; only those are synced.
+	dirty map[string]struct{}
+}
+
+// markDirty must be called with the shard lock held.
+func (sh *shard) markDirty(name string) {
+	if sh.dirty == nil {
+		sh.dirty = make(map[string]struct{})
+	}
+	sh.dirty[name] = struct{}{}
 }
 
 // room is the local state of one room.
@@ -33,20 +47,52 @@ type room struct {
 	// refs counts members plus joins and unsubscribes in flight. The room is
 	// removed from the shard map only when refs is zero and it is not
 	// subscribed, so nobody can hold a *room that is no longer in the map
-	// while the broker still believes the room is wanted.
+	// while the broker still believes the room is wanted. refs == 0 also
+	// means nobody holds sub or waits for it: every holder holds a ref.
 	refs     int
 	members  map[*Client]struct{}
 	lastJoin uint64 // highest Client.seq that joined; presence uses it to spot newcomers
 
+	// attempt is the broker Subscribe in flight, which every joiner arriving
+	// meanwhile waits for instead of making its own. After it fails, joiners
+	// are refused at once until retryAt, and the room stays in the map
+	// (unless joined again) until forgetAt so the next failure backs off
+	// further. Guarded by the shard lock.
+	attempt  *subAttempt
+	failures int // consecutive failed attempts
+	retryAt  time.Time
+	forgetAt time.Time
+
 	throttle Throttle // nil without Config.NewThrottle
 }
+
+// subAttempt is one broker Subscribe for a room and its outcome.
+type subAttempt struct {
+	done chan struct{}
+	err  error // written before done is closed
+}
+
+// Subscribe retries of one room back off from subscribeBackoffMin, doubling
+// per consecutive failure up to subscribeBackoffMax, so that joiners during a
+// Redis outage cost one attempt per room per window rather than one timeout
+// each.
+const (
+	subscribeBackoffMin = 500 * time.Millisecond
+	subscribeBackoffMax = 10 * time.Second
+)
+
+// errRoomBackoff refuses a joiner while its room's last subscribe failure
+// is recent.
+var errRoomBackoff = errors.New("hub: room unavailable: subscribing failed recently")
 
 func (h *Hub) shardFor(name string) *shard {
 	return h.shards[h.shardIndex(name)]
 }
 
 // join adds c to its room, subscribing the broker first if c is the room's
-// first local member. On error c is not a member.
+// first local member. Joiners that find a subscribe in flight share it; after
+// it fails they are refused until the room's backoff ends. On error c is not
+// a member.
 func (h *Hub) join(ctx context.Context, c *Client) error {
 	sh := h.shardFor(c.room)
 	sh.mu.Lock()
@@ -60,38 +106,87 @@ func (h *Hub) join(ctx context.Context, c *Client) error {
 		h.nrooms.Add(1)
 		h.m.roomAdd(1)
 	}
-	r.refs++
 	if r.subscribed {
-		h.addMember(r, c)
+		r.refs++
+		h.addMember(sh, r, c)
 		sh.mu.Unlock()
 		return nil
 	}
+	if time.Now().Before(r.retryAt) {
+		sh.mu.Unlock()
+		return errRoomBackoff
+	}
+	r.refs++
+	a := r.attempt
+	lead := a == nil
+	if lead {
+		a = &subAttempt{done: make(chan struct{})}
+		r.attempt = a
+	}
 	sh.mu.Unlock()
 
-	r.sub.Lock()
-	defer r.sub.Unlock()
-	sh.mu.RLock()
-	subscribed := r.subscribed
-	sh.mu.RUnlock()
-	if !subscribed {
-		if err := h.broker.Subscribe(ctx, r.name); err != nil {
+	if lead {
+		h.subscribeRoom(ctx, sh, r, a)
+	} else {
+		select {
+		case <-a.done:
+		case <-ctx.Done():
 			sh.mu.Lock()
 			r.refs--
 			h.dropIfUnused(sh, r)
 			sh.mu.Unlock()
-			return err
+			return ctx.Err()
 		}
 	}
 	sh.mu.Lock()
-	r.subscribed = true
-	h.addMember(r, c)
-	sh.mu.Unlock()
+	defer sh.mu.Unlock()
+	if a.err != nil {
+		r.refs--
+		h.dropIfUnused(sh, r)
+		return a.err
+	}
+	// Subscribed stays true: we hold a ref, so no leaver unsubscribes.
+	h.addMember(sh, r, c)
 	return nil
 }
 
+// subscribeRoom runs attempt a for r and publishes its outcome. The broker
+// call is detached from ctx: joiners sharing the attempt must not fail
+// because its leader went away; the broker's own timeout bounds it.
+func (h *Hub) subscribeRoom(ctx context.Context, sh *shard, r *room, a *subAttempt) {
+	r.sub.Lock()
+	defer r.sub.Unlock()
+	err := h.broker.Subscribe(context.WithoutCancel(ctx), r.name)
+	sh.mu.Lock()
+	r.attempt = nil
+	if err == nil {
+		r.subscribed = true
+		r.failures = 0
+		r.retryAt, r.forgetAt = time.Time{}, time.Time{}
+	} else {
+		r.failures++
+		d := subscribeBackoffMin << min(r.failures-1, 5)
+		d = min(d, subscribeBackoffMax)
+		now := time.Now()
+		r.retryAt, r.forgetAt = now.Add(d), now.Add(2*d)
+		// Forget the failures once the room has been left alone for a
+		// while, so a room nobody retries does not stay in the map.
+		time.AfterFunc(2*d, func() {
+			sh.mu.Lock()
+			h.dropIfUnused(sh, r)
+			sh.mu.Unlock()
+		})
+		err = fmt.Errorf("hub: subscribe room %q: %w", r.name, err)
+	}
+	a.err = err
+	sh.mu.Unlock()
+	close(a.done)
+}
+
 // addMember must be called with the shard lock held.
-func (h *Hub) addMember(r *room, c *Client) {
+func (h *Hub) addMember(sh *shard, r *room, c *Client) {
 	r.members[c] = struct{}{}
+	sh.markDirty(r.name)
 	if c.seq > r.lastJoin {
 		r.lastJoin = c.seq
 	}
@@ -110,6 +205,7 @@ func (h *Hub) leave(ctx context.Context, c *Client) {
 	sh := h.shardFor(r.name)
 	sh.mu.Lock()
 	delete(r.members, c)
+	sh.markDirty(r.name)
 	h.nconns.Add(-1)
 	h.m.connAdd(-1)
 	r.refs--
@@ -148,9 +244,10 @@ func (h *Hub) leave(ctx context.Context, c *Client) {
 	sh.mu.Unlock()
 }
 
-// dropIfUnused must be called with the shard lock and r.sub held.
+// dropIfUnused removes r from the map if nobody uses or wants it. It must be
+// called with the shard lock held; refs == 0 means nobody holds r.sub.
 func (h *Hub) dropIfUnused(sh *shard, r *room) {
-	if r.refs == 0 && !r.subscribed && sh.rooms[r.name] == r {
+	if r.refs == 0 && !r.subscribed && r.attempt == nil && !time.Now().Before(r.forgetAt) && sh.rooms[r.name] == r {
 		delete(sh.rooms, r.name)
 		h.nrooms.Add(-1)
 		h.m.roomAdd(-1)

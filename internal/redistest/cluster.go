@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -338,4 +339,165 @@ func freePorts(k int) ([]int, error) {
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
 	return ports, errors.Join(errs...)
+}
+
+// MoveSlot migrates slot, keys and all, from the master that serves it to
+// another master, the way redis-cli --cluster reshard does: IMPORTING on the
+// target, MIGRATING on the source, MIGRATE of the slot's keys in batches,
+// then SETSLOT NODE on the target, the source and every other master. It
+// returns once every master maps the slot to its new owner, and reports the
+// source and target addresses (host:port).
+func MoveSlot(ctx context.Context, rdb *redis.ClusterClient, slot int) (from, to string, err error) {
+	masters, err := clusterMasters(ctx, rdb)
+	if err != nil {
+		return "", "", err
+	}
+	var src, dst *slotOwner
+	for _, m := range masters {
+		if m.serves(slot) {
+			src = m
+		}
+	}
+	if src == nil {
+		return "", "", fmt.Errorf("move slot %d: no master serves it", slot)
+	}
+	for _, m := range masters {
+		if m != src {
+			dst = m
+			break
+		}
+	}
+	if dst == nil {
+		return "", "", fmt.Errorf("move slot %d: no other master", slot)
+	}
+	if err := src.migrate(ctx, dst, slot); err != nil {
+		return "", "", fmt.Errorf("move slot %d from %s to %s: %w", slot, src.addr, dst.addr, err)
+	}
+	for _, m := range append([]*slotOwner{dst, src}, others(masters, src, dst)...) {
+		if err := m.rc.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dst.id).Err(); err != nil {
+			return "", "", fmt.Errorf("move slot %d: setslot node on %s: %w", slot, m.addr, err)
+		}
+	}
+	for {
+		agreed := true
+		for _, m := range masters {
+			owner, err := slotOwnerAddr(ctx, m.rc, slot)
+			if err != nil {
+				return "", "", err
+			}
+			agreed = agreed && owner == dst.addr
+		}
+		if agreed {
+			return src.addr, dst.addr, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", "", fmt.Errorf("move slot %d: masters do not agree on its owner: %w", slot, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// slotOwner is one master as MoveSlot sees it.
+type slotOwner struct {
+	addr, id string
+	rc       *redis.Client
+	ranges   [][2]int64
+}
+
+func (m *slotOwner) serves(slot int) bool {
+	for _, r := range m.ranges {
+		if int64(slot) >= r[0] && int64(slot) <= r[1] {
+			return true
+		}
+	}
+	return false
+}
+
+// migrate moves slot's keys from m to dst, leaving both nodes in the
+// MIGRATING/IMPORTING state that SETSLOT NODE then ends.
+func (m *slotOwner) migrate(ctx context.Context, dst *slotOwner, slot int) error {
+	if err := dst.rc.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", m.id).Err(); err != nil {
+		return fmt.Errorf("setslot importing: %w", err)
+	}
+	if err := m.rc.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", dst.id).Err(); err != nil {
+		return fmt.Errorf("setslot migrating: %w", err)
+	}
+	host, port, err := net.SplitHostPort(dst.addr)
+	if err != nil {
+		return err
+	}
+	for {
+		keys, err := m.rc.ClusterGetKeysInSlot(ctx, slot, 100).Result()
+		if err != nil {
+			return fmt.Errorf("getkeysinslot: %w", err)
+		}
+		if len(keys) == 0 {
+			return nil
+		}
+		args := []any{"MIGRATE", host, port, "", 0, 5000, "KEYS"}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		if err := m.rc.Do(ctx, args...).Err(); err != nil {
+			return fmt.Errorf("migrate %d keys: %w", len(keys), err)
+		}
+	}
+}
+
+// clusterMasters lists the masters with their ids and slot ranges. The
+// clients come from rdb and must not be closed.
+func clusterMasters(ctx context.Context, rdb *redis.ClusterClient) ([]*slotOwner, error) {
+	var mu sync.Mutex
+	var out []*slotOwner
+	err := rdb.ForEachMaster(ctx, func(ctx context.Context, rc *redis.Client) error {
+		id, err := rc.Do(ctx, "CLUSTER", "MYID").Text()
+		if err != nil {
+			return fmt.Errorf("cluster myid on %s: %w", rc.Options().Addr, err)
+		}
+		mu.Lock()
+		out = append(out, &slotOwner{addr: rc.Options().Addr, id: id, rc: rc})
+		mu.Unlock()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slots, err := out[0].rc.ClusterSlots(ctx).Result()
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range slots {
+		for _, m := range out {
+			if len(s.Nodes) > 0 && s.Nodes[0].ID == m.id {
+				m.ranges = append(m.ranges, [2]int64{int64(s.Start), int64(s.End)})
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b *slotOwner) int { return strings.Compare(a.addr, b.addr) })
+	return out, nil
+}
+
+func others(all []*slotOwner, not ...*slotOwner) []*slotOwner {
+	var out []*slotOwner
+	for _, m := range all {
+		if !slices.Contains(not, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// slotOwnerAddr is the address of the master that rc maps slot to.
+func slotOwnerAddr(ctx context.Context, rc *redis.Client, slot int) (string, error) {
+	slots, err := rc.ClusterSlots(ctx).Result()
+	if err != nil {
+		return "", fmt.Errorf("cluster slots on %s: %w", rc.Options().Addr, err)
+	}
+	for _, s := range slots {
+		if slot >= s.Start && slot <= s.End && len(s.Nodes) > 0 {
+			return s.Nodes[0].Addr, nil
+		}
+	}
+	return "", nil
 }

@@ -100,3 +100,39 @@ func (f *fakeTB) Fatalf(format string, args ...any) {
 }
 
 func (f *fakeTB) Helper() {}
+
+// MoveSlot hands a slot and its keys to another master; clients follow.
+func TestMoveSlot(t *testing.T) {
+	rdb := privateCluster(t)
+	ctx := context.Background()
+	for i := range 150 {
+		if err := rdb.Set(ctx, fmt.Sprintf("{moving}:%d", i), i, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slot := int(rdb.ClusterKeySlot(ctx, "{moving}").Val())
+	before, err := rdb.MasterForKey(ctx, "{moving}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	from, to, err := MoveSlot(ctx, rdb, slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if from != before.Options().Addr || to == from {
+		t.Fatalf("moved from %s to %s; the slot was on %s", from, to, before.Options().Addr)
+	}
+	n, err := before.DBSize(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys, _ := before.ClusterCountKeysInSlot(ctx, slot).Result(); keys != 0 {
+		t.Fatalf("%d keys left in slot %d on the old owner (dbsize %d)", keys, slot, n)
+	}
+	for i := range 150 {
+		v, err := rdb.Get(ctx, fmt.Sprintf("{moving}:%d", i)).Int()
+		if err != nil || v != i {
+			t.Fatalf("key %d after the move: %v %v", i, v, err)
+		}
+	}
+}
