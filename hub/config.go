@@ -57,6 +57,17 @@ type Config struct {
 	// and delivers changed online counts to its members. Default: 1s.
 	PresenceInterval time.Duration
 
+	// RecoverLimit is the most missed durable frames a client that
+	// reconnects with a position, or a room whose subscription was lost, is
+	// sent from history; a longer gap gets {"type":"resync"} instead, since
+	// replaying it would overflow the send queue anyway. Default: half of
+	// SendQueue.
+	RecoverLimit int
+
+	// RecoverTimeout bounds each history read: a joiner's catch-up and a
+	// room's repair after a lost subscription or a seq gap. Default: 5s.
+	RecoverTimeout time.Duration
+
 	// Presence shares member counts between instances (NewRedisPresence with
 	// a RedisBroker, NewMemoryPresence with a MemoryBroker). Default: nil,
 	// which counts local members only.
@@ -73,6 +84,7 @@ const (
 	DefaultReadLimit        = 4096
 	DefaultCoalesceAbove    = 1000
 	DefaultPresenceInterval = time.Second
+	DefaultRecoverTimeout   = 5 * time.Second
 )
 
 // coalesceWindow is the minimum spacing of progress frames per packet; it is
@@ -114,6 +126,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CoalesceAbove == 0 {
 		c.CoalesceAbove = DefaultCoalesceAbove
+	}
+	if c.RecoverLimit <= 0 {
+		c.RecoverLimit = max(c.SendQueue/2, 1)
+	}
+	if c.RecoverTimeout <= 0 {
+		c.RecoverTimeout = DefaultRecoverTimeout
 	}
 	if c.PresenceInterval <= 0 {
 		c.PresenceInterval = DefaultPresenceInterval

@@ -17,6 +17,7 @@ type Metrics struct {
 	brokerRecv     prometheus.Counter
 	evictions      prometheus.Counter
 	fanoutDuration prometheus.Histogram
+	recoveries     *prometheus.CounterVec
 }
 
 // NewMetrics creates the hub's collectors and registers them with reg (when
@@ -58,10 +59,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from broker receipt of a frame to its last local enqueue.",
 			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10), // 10µs .. ~2.6s
 		}),
+		recoveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "recoveries_total",
+			Help: "Catch-ups from history: scope=client for a joiner that gave a position, scope=room for a room " +
+				"that lost its subscription or saw a seq gap; result=recovered or resync.",
+		}, []string{"scope", "result"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.rooms, m.messagesIn, m.messagesOut,
-			m.brokerPub, m.brokerRecv, m.evictions, m.fanoutDuration)
+			m.brokerPub, m.brokerRecv, m.evictions, m.fanoutDuration, m.recoveries)
 	}
 	return m
 }
@@ -111,5 +117,15 @@ func (m *Metrics) evicted() {
 func (m *Metrics) fanout(since time.Time) {
 	if m != nil {
 		m.fanoutDuration.Observe(time.Since(since).Seconds())
+	}
+}
+
+func (m *Metrics) recovery(scope string, recovered bool) {
+	if m != nil {
+		result := "resync"
+		if recovered {
+			result = "recovered"
+		}
+		m.recoveries.WithLabelValues(scope, result).Inc()
 	}
 }

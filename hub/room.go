@@ -15,7 +15,8 @@ type shard struct {
 
 // room is the local state of one room.
 //
-// Lock order: room.sub before shard.mu; coalescer.mu before shard.mu.
+// Lock order: room.sub before shard.mu; room.dmu before coalescer.mu before
+// shard.mu before Client.mu.
 type room struct {
 	name string
 
@@ -38,6 +39,15 @@ type room struct {
 	lastJoin uint64 // highest Client.seq that joined; presence uses it to spot newcomers
 
 	coal *coalescer
+
+	// Delivery state (see recovery.go), guarded by dmu, which is held while
+	// one of the room's broker messages is fanned out.
+	dmu       sync.Mutex
+	pos       Position // last durable frame seen; zero until the first frame or joiner's read
+	repairing bool     // a repair runs: frames wait in held
+	again     bool     // the subscription broke again during the repair
+	overflow  bool     // frames were dropped from held: the repair ends in resync
+	held      [][]byte // frames received during the repair, in order
 }
 
 func (h *Hub) shardFor(name string) *shard {
