@@ -97,8 +97,9 @@ func (c *Client) Room() string { return c.room }
 // on the client's behalf.
 func (c *Client) Context() context.Context { return c.ctx }
 
-// Send queues frame (one JSON document) for this client only. It never
-// blocks: when the queue is full the client is evicted as a slow consumer
+// Send queues frame (one JSON document) for this client only, ahead of any
+// catch-up and live frames not yet queued (so OnOpen's welcome comes
+// first). It never blocks: when the queue is full the client is evicted as a slow consumer
 // and Send returns false, as it does once the client is closing. frame may
 // be reused by the caller after Send returns.
 func (c *Client) Send(frame []byte) bool {

@@ -472,3 +472,25 @@ func TestRoomEpochChange(t *testing.T) {
 	publishD(t, rh.hub, "r", 2)
 	expectDurable(t, c, f.Epoch, 2, 2)
 }
+
+// On Redis Cluster each room's history and channel share a slot: the
+// script numbers, stores and SPUBLISHes on the slot's master, and a joiner
+// on another instance recovers from it.
+func TestClusterDurableAndRecover(t *testing.T) {
+	rdb := redistest.NewCluster(t)
+	prefix := testPrefix(t)
+	a := startRecHub(t, Config{PresenceInterval: time.Hour}, NewRedisBroker(rdb, RedisBrokerConfig{Prefix: prefix, Sharded: true}))
+	b := startRecHub(t, Config{PresenceInterval: time.Hour}, NewRedisBroker(rdb, RedisBrokerConfig{Prefix: prefix, Sharded: true}))
+	for _, room := range []string{"r1", "r2", "r3", "r4", "r5", "r6"} {
+		cb, w := b.dial(t, room, "")
+		for i := 1; i <= 3; i++ {
+			publishD(t, a.hub, room, i)
+		}
+		expectDurable(t, cb, w.Epoch, 1, 3)
+		late, wl := b.dial(t, room, w.Epoch+":1")
+		if wl.Recovered == nil || !*wl.Recovered || wl.Seq != 3 {
+			t.Fatalf("room %s: welcome %s", room, wl.raw)
+		}
+		expectDurable(t, late, w.Epoch, 2, 3)
+	}
+}

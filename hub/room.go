@@ -88,6 +88,11 @@ func (h *Hub) join(ctx context.Context, c *Client) error {
 			sh.mu.Unlock()
 			return err
 		}
+		// Frames published while unsubscribed were never meant for this
+		// instance: count gaps from the joiner's read, not from before.
+		r.dmu.Lock()
+		r.pos = Position{}
+		r.dmu.Unlock()
 	}
 	sh.mu.Lock()
 	r.subscribed = true
