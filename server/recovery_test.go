@@ -117,6 +117,18 @@ func TestReconnectWithSinceGetsMissedPackets(t *testing.T) {
 	if r := back.all("resync"); len(r) != 0 {
 		t.Fatalf("resync after a recovery: %s", r[0].Raw)
 	}
+	// grabbed is ephemeral; finished is durable, numbered next.
+	if r := back.request(map[string]any{"type": "grab", "packet_id": after.ID}, 5*time.Second); !r.OK {
+		t.Fatalf("grab: %s", r.Raw)
+	}
+	fin := positionOf(t, back.waitFor("finished", nil, 5*time.Second))
+	grabbed := back.waitFor("grabbed", nil, 5*time.Second)
+	if g := positionOf(t, grabbed); g.Seq != 0 || g.Epoch != "" {
+		t.Fatalf("grabbed carries a position: %s", grabbed.Raw)
+	}
+	if fin.Seq != seen.Seq+5 || fin.Epoch != seen.Epoch {
+		t.Fatalf("finished at %+v, want seq %d", fin, seen.Seq+5)
+	}
 	auditClean(t, s)
 }
 
