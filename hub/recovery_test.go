@@ -494,3 +494,58 @@ func TestClusterDurableAndRecover(t *testing.T) {
 		expectDurable(t, late, w.Epoch, 2, 3)
 	}
 }
+
+// slowRecoverBroker holds every Recover until release is closed.
+type slowRecoverBroker struct {
+	*lossyBroker
+	release  chan struct{}
+	received atomic.Int64
+}
+
+func (b *slowRecoverBroker) Recover(ctx context.Context, room string, since Position, limit int) ([][]byte, Position, error) {
+	<-b.release
+	return b.lossyBroker.Recover(ctx, room, since, limit)
+}
+
+func (b *slowRecoverBroker) Run(ctx context.Context, r Receiver) error {
+	return b.lossyBroker.Run(ctx, countingReceiver{r, &b.received})
+}
+
+type countingReceiver struct {
+	Receiver
+	n *atomic.Int64
+}
+
+func (c countingReceiver) Receive(room string, msg []byte) {
+	c.Receiver.Receive(room, msg)
+	c.n.Add(1)
+}
+
+// A repair that outlasts more frames than a room may hold drops the rest
+// and ends in resync rather than growing without bound.
+func TestRoomRepairOverflowResyncs(t *testing.T) {
+	b := &slowRecoverBroker{lossyBroker: &lossyBroker{Broker: NewMemoryBroker()}, release: make(chan struct{})}
+	rh := startRecHub(t, Config{PresenceInterval: time.Hour, SendQueue: 2 * maxHeldFrames}, b)
+	c, _ := rh.dial(t, "r", "")
+	b.resubscribed("r")
+	const n = maxHeldFrames + 10
+	for i := 0; i < n; i++ {
+		if err := rh.hub.Publish(context.Background(), "r", fmt.Appendf(nil, `{"type":"e","i":%d}`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "every frame to reach the hub", func() bool { return b.received.Load() == n })
+	close(b.release)
+	if f := nextRec(t, c); f.Type != "resync" {
+		t.Fatalf("got %s, want resync", f.raw)
+	}
+	for i := 0; i < maxHeldFrames; i++ {
+		if f := nextRec(t, c); f.I != i {
+			t.Fatalf("held frame %d: got %s", i, f.raw)
+		}
+	}
+	quietAfter(t, c, 100*time.Millisecond)
+	if v := counterValue(t, rh.metrics.recoveries.WithLabelValues("room", "resync")); v != 1 {
+		t.Fatalf("room resyncs counted %v, want 1", v)
+	}
+}
