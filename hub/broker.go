@@ -1,6 +1,9 @@
 package hub
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // Broker carries frames between the hub instances that serve one room.
 //
@@ -28,7 +31,46 @@ type Broker interface {
 	Run(ctx context.Context, r Receiver) error
 	// Close releases the broker's resources; Run returns after it.
 	Close() error
+
+	// PublishFrames sends frames to room as one message, in order, like
+	// Publish with the frames joined by newlines. Each durable frame (a JSON
+	// object) is numbered with the room's next seq, written as
+	// {"seq":N,"epoch":"E", followed by the rest of the object, and
+	// appended to the room's history (and, with Keep, to its recent frames)
+	// in the same atomic step as the publish, so history and delivery can
+	// never disagree. It returns the position of the last durable frame;
+	// the others are numbered consecutively before it.
+	PublishFrames(ctx context.Context, room string, frames []Frame) (Position, error)
+	// Recover returns room's durable frames after since, oldest first, and
+	// room's current position, read atomically. When the history cannot
+	// cover since (trimmed by length or age, expired, another epoch, since
+	// ahead of the room, or more than limit frames missed) it returns
+	// ErrHistoryGone with the current position and no frames.
+	Recover(ctx context.Context, room string, since Position, limit int) ([][]byte, Position, error)
+	// Recent returns room's kept frames (see Frame.Keep), oldest first, and
+	// room's current position, read atomically.
+	Recent(ctx context.Context, room string) ([][]byte, Position, error)
+	// Position returns room's current position.
+	//
+	// Recover, Recent and Position give a room without an epoch a fresh one
+	// at seq 0, so every position a client is told has an epoch.
+	Position(ctx context.Context, room string) (Position, error)
 }
+
+// Frame is one frame of a PublishFrames call.
+type Frame struct {
+	// Data is one JSON document; a durable frame's must be a JSON object.
+	Data []byte
+	// Durable frames get a seq and go into the room's history.
+	Durable bool
+	// Keep, for a durable frame, also puts it into the room's list of
+	// recent frames that every joiner who did not recover receives.
+	Keep bool
+}
+
+// ErrHistoryGone is returned by Broker.Recover when the room's history no
+// longer covers the position asked for: the client must resync.
+var ErrHistoryGone = errors.New("hub: recovery failed: history does not cover the position")
 
 // Receiver takes what a Broker hands back to its hub. The broker calls it
 // from Run's goroutine only, one call at a time, so for one room a

@@ -23,6 +23,10 @@ type MemoryBroker struct {
 
 	mu   sync.RWMutex
 	subs map[string]struct{} // guarded by mu
+
+	hcfg MemoryBrokerConfig
+	hmu  sync.Mutex                // orders PublishFrames' numbering with its queueing
+	hist map[string]*memoryHistory // guarded by hmu
 }
 
 type memoryFrame struct {
@@ -35,12 +39,21 @@ type memoryFrame struct {
 // publishers (Publish blocks until ctx is done) instead of growing memory.
 const memoryQueue = 4096
 
-// NewMemoryBroker returns an empty MemoryBroker.
+// NewMemoryBroker returns an empty MemoryBroker with the default history
+// settings.
 func NewMemoryBroker() *MemoryBroker {
+	return NewMemoryBrokerWith(MemoryBrokerConfig{})
+}
+
+// NewMemoryBrokerWith returns an empty MemoryBroker with cfg's history
+// settings.
+func NewMemoryBrokerWith(cfg MemoryBrokerConfig) *MemoryBroker {
 	return &MemoryBroker{
 		queue:  make(chan memoryFrame, memoryQueue),
 		closed: make(chan struct{}),
 		subs:   make(map[string]struct{}),
+		hcfg:   cfg.withDefaults(),
+		hist:   make(map[string]*memoryHistory),
 	}
 }
 

@@ -35,6 +35,23 @@ type RedisBrokerConfig struct {
 	// connection dead, and its rooms are subscribed again on a new one.
 	// Default: 3s.
 	HealthInterval time.Duration
+	// History settings; see broker_redis_history.go.
+
+	// HistorySize is how many durable frames a room's history keeps for
+	// recovery. Default: 1000.
+	HistorySize int
+	// HistoryTTL is how long a durable frame stays recoverable. Default: 10m.
+	HistoryTTL time.Duration
+	// HistoryMetaTTL is how long a room's position (seq and epoch) lives
+	// after its last durable frame or read; an idle room whose position
+	// expired starts a new epoch. Default: 24h.
+	HistoryMetaTTL time.Duration
+	// RecentSize is how many kept frames (Frame.Keep) a room holds for its
+	// joiners. Default: 50.
+	RecentSize int
+	// NoShebang drops the "#!lua" first line of the history scripts, for
+	// the embedded demo Redis, which cannot parse it. Default: false.
+	NoShebang bool
 }
 
 // RedisBroker is a Broker over Redis pub/sub. Each room maps to the channel

@@ -55,6 +55,20 @@ type Client struct {
 
 	readEnded atomic.Bool // the read loop has returned
 
+	// Catch-up state (see recovery.go), guarded by mu. While joining, live
+	// frames wait in held so that the catch-up Serve sends after OnOpen
+	// comes first; last is the newest durable frame this client was sent
+	// (or the room's position when it joined), so a durable frame reaches
+	// it at most once.
+	joining bool
+	held    []heldFrame
+	last    Position
+
+	// Set by Serve before OnOpen, read-only after.
+	joinPos   Position
+	recovered bool // the catch-up is every missed durable frame
+	asked     bool // the client gave a position to recover from
+
 	// writeStart is Hub.now when the writer began the data frame it is
 	// writing, 0 between frames; the pinger cuts a write stuck too long.
 	writeStart atomic.Int64
@@ -84,8 +98,9 @@ func (c *Client) Room() string { return c.room }
 // on the client's behalf.
 func (c *Client) Context() context.Context { return c.ctx }
 
-// Send queues frame (one JSON document) for this client only. It never
-// blocks: when the queue is full the client is evicted as a slow consumer
+// Send queues frame (one JSON document) for this client only, ahead of any
+// catch-up and live frames not yet queued (so OnOpen's welcome comes
+// first). It never blocks: when the queue is full the client is evicted as a slow consumer
 // and Send returns false, as it does once the client is closing. frame may
 // be reused by the caller after Send returns.
 func (c *Client) Send(frame []byte) bool {
@@ -105,17 +120,79 @@ func (c *Client) enqueue(pm *websocket.PreparedMessage) bool {
 		return false
 	}
 	c.mu.Lock()
-	if c.closing.Load() || c.stopped {
-		c.mu.Unlock()
+	return c.pushLocked(pm)
+}
+
+// offer is enqueue for a frame the room delivers live, at position p (zero
+// for an ephemeral frame): held back while the client is joining, and
+// dropped if the client was already sent that durable frame.
+func (c *Client) offer(pm *websocket.PreparedMessage, p Position) bool {
+	if c.closing.Load() {
 		return false
 	}
-	if len(c.queue)-c.head >= c.hub.cfg.SendQueue {
-		c.mu.Unlock()
-		if c.closeWith(websocket.ClosePolicyViolation, "slow consumer") {
-			c.hub.m.evicted()
-			c.hub.log.Info("hub: evicting slow consumer", "room", c.room, "user", c.user.ID, "queue", c.hub.cfg.SendQueue)
+	c.mu.Lock()
+	if c.joining {
+		if len(c.held)+len(c.queue)-c.head >= c.hub.cfg.SendQueue {
+			c.mu.Unlock()
+			c.evict()
+			return false
 		}
+		c.held = append(c.held, heldFrame{pm: pm, pos: p})
+		c.mu.Unlock()
+		return true
+	}
+	if !c.freshLocked(p) {
+		c.mu.Unlock()
+		return true
+	}
+	return c.pushLocked(pm)
+}
+
+// freshLocked reports whether a frame at p is new to this client, and if
+// it is durable records it as the newest sent; mu must be held.
+func (c *Client) freshLocked(p Position) bool {
+	if p.IsZero() {
+		return true
+	}
+	if p.Epoch == c.last.Epoch && p.Seq <= c.last.Seq {
 		return false
+	}
+	c.last = p
+	return true
+}
+
+// pushLocked queues pm and starts the writer if needed; mu must be held,
+// and is released.
+func (c *Client) pushLocked(pm *websocket.PreparedMessage) bool {
+	ok, full := c.appendLocked(pm)
+	start := ok && c.startWriterLocked()
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+	if full {
+		c.evict()
+	}
+	return ok
+}
+
+// evict closes a client whose queue overflowed.
+func (c *Client) evict() {
+	if c.closeWith(websocket.ClosePolicyViolation, "slow consumer") {
+		c.hub.m.evicted()
+		c.hub.log.Info("hub: evicting slow consumer", "room", c.room, "user", c.user.ID, "queue", c.hub.cfg.SendQueue)
+	}
+}
+
+// appendLocked adds pm to the queue; mu must be held. It fails when the
+// client is closing, and reports full when the queue has no room (the
+// caller then evicts the client).
+func (c *Client) appendLocked(pm *websocket.PreparedMessage) (ok, full bool) {
+	if c.closing.Load() || c.stopped {
+		return false, false
+	}
+	if len(c.queue)-c.head >= c.hub.cfg.SendQueue {
+		return false, true
 	}
 	if len(c.queue) == cap(c.queue) && c.head > 0 {
 		// Reuse the space the writer has consumed rather than grow: a
@@ -126,12 +203,7 @@ func (c *Client) enqueue(pm *websocket.PreparedMessage) bool {
 		c.queue, c.head = c.queue[:n], 0
 	}
 	c.queue = append(c.queue, pm)
-	start := c.startWriterLocked()
-	c.mu.Unlock()
-	if start {
-		go c.writeLoop()
-	}
-	return true
+	return true, false
 }
 
 // startWriterLocked reports whether the caller must start the writer; mu

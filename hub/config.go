@@ -55,6 +55,17 @@ type Config struct {
 	// and delivers changed online counts to its members. Default: 1s.
 	PresenceInterval time.Duration
 
+	// RecoverLimit is the most missed durable frames a client that
+	// reconnects with a position, or a room whose subscription was lost, is
+	// sent from history; a longer gap gets {"type":"resync"} instead, since
+	// replaying it would overflow the send queue anyway. Default: half of
+	// SendQueue.
+	RecoverLimit int
+
+	// RecoverTimeout bounds each history read: a joiner's catch-up and a
+	// room's repair after a lost subscription or a seq gap. Default: 5s.
+	RecoverTimeout time.Duration
+
 	// Presence shares member counts between instances (NewRedisPresence with
 	// a RedisBroker, NewMemoryPresence with a MemoryBroker). Default: nil,
 	// which counts local members only.
@@ -70,6 +81,7 @@ const (
 	DefaultPongTimeout      = 10 * time.Second
 	DefaultReadLimit        = 4096
 	DefaultPresenceInterval = time.Second
+	DefaultRecoverTimeout   = 5 * time.Second
 )
 
 // closeGrace bounds how long a closing connection may take to flush its close
@@ -104,6 +116,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReadLimit <= 0 {
 		c.ReadLimit = DefaultReadLimit
+	}
+	if c.RecoverLimit <= 0 {
+		c.RecoverLimit = max(c.SendQueue/2, 1)
+	}
+	if c.RecoverTimeout <= 0 {
+		c.RecoverTimeout = DefaultRecoverTimeout
 	}
 	if c.PresenceInterval <= 0 {
 		c.PresenceInterval = DefaultPresenceInterval

@@ -21,7 +21,12 @@
 //   - ping.go: the hub's timekeeper: keepalive pings and write timeouts.
 //   - throttle.go: the application's hook to thin out a big room's frames.
 //   - presence*.go: online counts shared across instances.
-//   - broker*.go: how frames travel between instances.
+//   - broker*.go: how frames travel between instances;
+//     broker_*_history.go and lua/: durable frames, numbered (seq, epoch)
+//     and kept in each room's history by the broker.
+//   - position.go: Position, and reading it from since= and from frames.
+//   - recovery.go: a joiner's catch-up, and repair of a room whose
+//     subscription broke or whose seqs jumped.
 //   - metrics.go: Prometheus instrumentation.
 //
 // # Concurrency invariants
@@ -53,7 +58,13 @@
 //     of slowing the room down.
 //   - A frame published to a room is delivered to local members only when the
 //     broker hands it back, so every instance (including the publisher)
-//     delivers each frame exactly once.
+//     delivers each frame once. A durable frame reaches a connection at most
+//     once: each Client remembers the newest seq it was sent (Client.last,
+//     under Client.mu) and drops older copies from a catch-up or a repair.
+//   - One broker message of a room is fanned out under the room's dmu, as
+//     is a repair's catch-up, so a room's frames reach its members in
+//     order; while a repair reads the history the room's frames wait in
+//     room.held, and other rooms are not held up.
 //   - Room membership is guarded by a per-shard lock that is never held across
 //     network I/O, nor across a fan-out: a broadcast holds it only to copy
 //     the member list. A broker (un)subscription is serialised per room by

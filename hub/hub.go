@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,6 +60,13 @@ type Hub struct {
 	nullWrites atomic.Int64 // frames taken by writers of connection-less (benchmark) clients
 
 	pubq publishQueue
+
+	// bg bounds room repairs (recovery.go); Run cancels it and waits for
+	// repairs before returning.
+	bg      context.Context
+	stopBG  context.CancelFunc
+	repairs sync.WaitGroup
+
 	// memberSlices recycles broadcastLocal's member snapshots, which for a
 	// big room are too large to allocate per frame.
 	memberSlices sync.Pool
@@ -96,6 +104,7 @@ func New(cfg Config, broker Broker, logger *slog.Logger, m *Metrics) *Hub {
 		shards:   make([]*shard, cfg.Shards),
 		drained:  make(chan struct{}, 1),
 	}
+	h.bg, h.stopBG = context.WithCancel(context.Background())
 	h.pubq.hub = h
 	h.memberSlices.New = func() any { return new([]*Client) }
 	for i := range h.shards {
@@ -122,6 +131,8 @@ func (h *Hub) Run(ctx context.Context) error {
 	err := h.broker.Run(ctx, receiver{h})
 	cancel()
 	wg.Wait()
+	h.stopBG()
+	h.repairs.Wait()
 	if err != nil {
 		return fmt.Errorf("hub: broker run: %w", err)
 	}
@@ -134,7 +145,18 @@ func (h *Hub) Run(ctx context.Context) error {
 // first (subscribing the broker if it is the room's first local member here)
 // and leaves it on exit (unsubscribing after the last one). Cancelling ctx
 // closes the connection with 1001. Serve closes conn.
-func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, room string, u User, handler Handler) {
+//
+// Between joining and OnOpen, Serve reads the room's history (see
+// recovery.go): OnOpen can tell the client its Position and whether it
+// Recovered, and after OnOpen the client gets the durable frames it missed
+// (opts.Since) or the room's recent frames, before any live frame. If the
+// history cannot be read the connection is closed with 1013 and OnOpen and
+// OnClose are not called. At most one opts is used.
+func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, room string, u User, handler Handler, opts ...ServeOptions) {
+	var o ServeOptions
+	if len(opts) > 0 {
+		o = opts[0]
+	}
 	h.mu.RLock()
 	if h.closed || h.draining.Load() {
 		h.mu.RUnlock()
@@ -147,13 +169,16 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, room string, u Us
 
 	c := newClient(ctx, h, conn, room, u)
 	defer h.recoverServe(c)
+	c.joining = true
 	defer c.cancel()
 	if err := h.join(ctx, c); err != nil {
 		h.log.Error("hub: join failed", "room", room, "user", u.ID, "err", err)
 		refuse(conn, websocket.CloseTryAgainLater, "room unavailable")
 		return
 	}
+	catchup, cerr := h.catchUp(ctx, c, o.Since)
 	h.startPinger()
+	opened := false
 	defer func() {
 		c.readEnded.Store(true)
 		c.stopWriter()
@@ -162,7 +187,9 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, room string, u Us
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.WriteTimeout)
 		h.leave(lctx, c)
 		cancel()
-		h.safely(c, "OnClose", func() { handler.OnClose(c) })
+		if opened {
+			h.safely(c, "OnClose", func() { handler.OnClose(c) })
+		}
 	}()
 	// Checked after joining: Shutdown sets closing before it walks the rooms,
 	// so a client either is seen by that walk or sees closing here.
@@ -172,7 +199,15 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, room string, u Us
 	stop := context.AfterFunc(ctx, func() { c.Close(websocket.CloseGoingAway, "server shutting down") })
 	defer stop()
 
-	h.safely(c, "OnOpen", func() { handler.OnOpen(c.ctx, c) })
+	if cerr != nil {
+		h.log.Error("hub: reading room history failed", "room", room, "user", u.ID, "err", cerr)
+		c.finishJoin(nil, Position{})
+		c.Close(websocket.CloseTryAgainLater, "room unavailable")
+	} else {
+		h.safely(c, "OnOpen", func() { handler.OnOpen(c.ctx, c) })
+		opened = true
+		c.finishJoin(catchup, c.joinPos)
+	}
 	c.readLoop(handler)
 }
 
@@ -186,22 +221,55 @@ func refuse(conn *websocket.Conn, code int, reason string) {
 // get it when the broker hands it back, like everyone else, so no instance
 // delivers it twice. Publishes to one room that arrive while an earlier one
 // is in flight go together as one broker message (see publish.go). frame may
-// be reused after return.
+// be reused after return. A published frame is ephemeral: it is not
+// numbered, kept or replayed (see PublishDurable).
 func (h *Hub) Publish(ctx context.Context, room string, frame []byte) error {
 	if bytes.IndexByte(frame, '\n') >= 0 {
 		return fmt.Errorf("hub: publish to room %q: a frame must not contain a newline", room)
 	}
-	return h.pubq.publish(ctx, room, frame)
+	_, err := h.pubq.publish(ctx, room, Frame{Data: frame})
+	return err
 }
 
-// publishNow hands one broker message (one frame, or several joined by
-// newlines) to the broker.
-func (h *Hub) publishNow(ctx context.Context, room string, msg []byte) error {
-	if err := h.broker.Publish(ctx, room, msg); err != nil {
-		return fmt.Errorf("hub: publish to room %q: %w", room, err)
+// DurableOptions tunes PublishDurable.
+type DurableOptions struct {
+	// Keep also puts the frame into the room's short list of recent
+	// frames, which every joiner that did not recover receives (chat).
+	Keep bool
+}
+
+// PublishDurable is Publish for a frame that must never be lost silently:
+// the broker numbers it with the room's next seq, writes {"seq":N,
+// "epoch":"E", in front of the rest of frame (a JSON object) and appends it
+// to the room's history in the same step as the publish. A client that
+// reconnects with a position, and an instance whose subscription broke,
+// get it back from that history. It returns the frame's position. Durable
+// and ephemeral frames one caller publishes to a room keep their order.
+func (h *Hub) PublishDurable(ctx context.Context, room string, frame []byte, opts DurableOptions) (Position, error) {
+	if bytes.IndexByte(frame, '\n') >= 0 {
+		return Position{}, fmt.Errorf("hub: publish to room %q: a frame must not contain a newline", room)
+	}
+	if _, err := objectBody(frame); err != nil {
+		return Position{}, fmt.Errorf("hub: publish to room %q: %w", room, err)
+	}
+	return h.pubq.publish(ctx, room, Frame{Data: frame, Durable: true, Keep: opts.Keep})
+}
+
+// publishNow hands one batch of frames to the broker as one message and
+// returns the position of its last durable frame.
+func (h *Hub) publishNow(ctx context.Context, room string, frames []Frame) (Position, error) {
+	var pos Position
+	var err error
+	if slices.ContainsFunc(frames, func(f Frame) bool { return f.Durable }) {
+		pos, err = h.broker.PublishFrames(ctx, room, frames)
+	} else {
+		err = h.broker.Publish(ctx, room, joinFrames(frames))
+	}
+	if err != nil {
+		return Position{}, fmt.Errorf("hub: publish to room %q: %w", room, err)
 	}
 	h.m.published()
-	return nil
+	return pos, nil
 }
 
 // receiver is the hub's side of Broker.Run.
@@ -209,9 +277,7 @@ type receiver struct{ h *Hub }
 
 func (r receiver) Receive(room string, msg []byte) { r.h.deliver(room, msg) }
 
-func (r receiver) Resubscribed(room string) {
-	r.h.log.Warn("hub: room subscription was lost and restored; frames may have been missed", "room", room)
-}
+func (r receiver) Resubscribed(room string) { r.h.resubscribed(room) }
 
 // deliver is the broker's callback: one broker message for one room (one
 // frame, or several joined by newlines), fanned out to the local members. It
@@ -235,45 +301,50 @@ func (h *Hub) deliverFrame(room string, frame []byte) {
 	sh := h.shardFor(room)
 	sh.mu.RLock()
 	r := sh.rooms[room]
-	n := 0
-	if r != nil {
-		n = len(r.members)
-	}
 	sh.mu.RUnlock()
-	if n == 0 {
+	if r == nil {
 		return
 	}
-	if r.throttle != nil && r.throttle.Take(frame, n) {
-		return
-	}
-	h.broadcastLocal(room, frame)
+	r.dmu.Lock()
+	h.deliverLocked(r, frame)
+	r.dmu.Unlock()
 	h.m.fanout(start)
 }
 
-// broadcastLocal encodes frame once and offers it to every local member of
-// room. It never blocks on a client, and holds the shard lock only to copy
-// the member list: queuing for (and starting the writers of) thousands of
-// members happens outside it, so joins and leaves in the shard do not wait
-// for a big room's fan-out. A client that leaves meanwhile refuses the
-// frame; one that joins meanwhile misses it, as if it had joined after.
+// broadcastLocal offers an ephemeral frame to every local member of room.
 func (h *Hub) broadcastLocal(room string, frame []byte) {
+	sh := h.shardFor(room)
+	sh.mu.RLock()
+	r := sh.rooms[room]
+	sh.mu.RUnlock()
+	if r != nil {
+		h.broadcastRoom(r, frame, Position{})
+	}
+}
+
+// broadcastRoom encodes frame once and offers it to every local member of
+// r; p is its position if it is durable. It never blocks on a client, and
+// holds the shard lock only to copy the member list: queuing for (and
+// starting the writers of) thousands of members happens outside it, so
+// joins and leaves in the shard do not wait for a big room's fan-out. A
+// client that leaves meanwhile refuses the frame; one that joins meanwhile
+// misses it, as if it had joined after (its catch-up covers a durable one).
+func (h *Hub) broadcastRoom(r *room, frame []byte, p Position) {
 	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, frame)
 	if err != nil {
-		h.log.Error("hub: prepare frame", "room", room, "err", err)
+		h.log.Error("hub: prepare frame", "room", r.name, "err", err)
 		return
 	}
-	sh := h.shardFor(room)
+	sh := h.shardFor(r.name)
 	sp := h.memberSlices.Get().(*[]*Client)
 	members := (*sp)[:0]
 	sh.mu.RLock()
-	if r := sh.rooms[room]; r != nil {
-		for c := range r.members {
-			members = append(members, c)
-		}
+	for c := range r.members {
+		members = append(members, c)
 	}
 	sh.mu.RUnlock()
 	for i, c := range members {
-		c.enqueue(pm)
+		c.offer(pm, p)
 		if i%fanoutBatch == fanoutBatch-1 {
 			// Let the writers just started run before starting more: dead
 			// goroutines are recycled but never freed, so how many writers

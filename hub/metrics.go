@@ -18,6 +18,7 @@ type Metrics struct {
 	evictions      prometheus.Counter
 	fanoutDuration prometheus.Histogram
 	panics         prometheus.Counter
+	recoveries     *prometheus.CounterVec
 }
 
 // NewMetrics creates the hub's collectors and registers them with reg (when
@@ -63,10 +64,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from broker receipt of a frame to its last local enqueue.",
 			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10), // 10µs .. ~2.6s
 		}),
+		recoveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "recoveries_total",
+			Help: "Catch-ups from history: scope=client for a joiner that gave a position, scope=room for a room " +
+				"that lost its subscription or saw a seq gap; result=recovered or resync.",
+		}, []string{"scope", "result"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.rooms, m.messagesIn, m.messagesOut,
-			m.brokerPub, m.brokerRecv, m.evictions, m.fanoutDuration, m.panics)
+			m.brokerPub, m.brokerRecv, m.evictions, m.fanoutDuration, m.panics, m.recoveries)
 	}
 	return m
 }
@@ -122,5 +128,15 @@ func (m *Metrics) fanout(since time.Time) {
 func (m *Metrics) panicked() {
 	if m != nil {
 		m.panics.Inc()
+	}
+}
+
+func (m *Metrics) recovery(scope string, recovered bool) {
+	if m != nil {
+		result := "resync"
+		if recovered {
+			result = "recovered"
+		}
+		m.recoveries.WithLabelValues(scope, result).Inc()
 	}
 }

@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"bytes"
 	"context"
 	"sync"
 	"time"
@@ -15,6 +14,13 @@ import (
 // events, a chat storm) pays one broker round trip, one PUBLISH and one
 // receive per batch instead of per frame.
 //
+// Durable frames ride the same queue as ephemeral ones, so a room's frames
+// from one publisher keep their order whatever their kind (a "finished"
+// never overtakes the "grabbed" before it). A batch holding any durable
+// frame goes through Broker.PublishFrames, which numbers the durable ones
+// and publishes the whole batch as one message; a batch of ephemeral frames
+// only is a plain Broker.Publish.
+//
 // Invariant: a room has an entry in pending exactly while a publish to it
 // is in flight; the entry is nil until a frame queues behind that publish.
 type publishQueue struct {
@@ -24,14 +30,21 @@ type publishQueue struct {
 }
 
 type publishBatch struct {
-	frames  [][]byte
-	waiters []chan error
+	frames  []Frame
+	waiters []chan publishResult
+}
+
+// publishResult is what a queued publish waits for: its frame's position
+// when durable, and the batch's error.
+type publishResult struct {
+	pos Position
+	err error
 }
 
 // maxBatchFrames caps the frames of one broker message.
 const maxBatchFrames = 256
 
-func (q *publishQueue) publish(ctx context.Context, room string, frame []byte) error {
+func (q *publishQueue) publish(ctx context.Context, room string, frame Frame) (Position, error) {
 	q.mu.Lock()
 	if q.pending == nil {
 		q.pending = map[string]*publishBatch{}
@@ -41,20 +54,21 @@ func (q *publishQueue) publish(ctx context.Context, room string, frame []byte) e
 			b = &publishBatch{}
 			q.pending[room] = b
 		}
-		done := make(chan error, 1)
+		done := make(chan publishResult, 1)
 		b.frames = append(b.frames, frame)
 		b.waiters = append(b.waiters, done)
 		q.mu.Unlock()
 		// Wait even if ctx ends: the batch still holds frame, which the
 		// caller may reuse once this returns. The batch has its own timeout.
-		return <-done
+		r := <-done
+		return r.pos, r.err
 	}
 	q.pending[room] = nil
 	q.mu.Unlock()
 
-	err := q.hub.publishNow(ctx, room, frame)
+	last, err := q.hub.publishNow(ctx, room, []Frame{frame})
 	q.drain(room)
-	return err
+	return positions([]Frame{frame}, last)[0], err
 }
 
 // drain hands the frames queued during a publish to a goroutine that
@@ -85,11 +99,45 @@ func (q *publishQueue) drain(room string) {
 			}
 			q.mu.Unlock()
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err := q.hub.publishNow(ctx, room, bytes.Join(b.frames, []byte{'\n'}))
+			last, err := q.hub.publishNow(ctx, room, b.frames)
 			cancel()
-			for _, w := range b.waiters {
-				w <- err
+			pos := positions(b.frames, last)
+			for i, w := range b.waiters {
+				w <- publishResult{pos: pos[i], err: err}
 			}
 		}
 	}()
+}
+
+// positions numbers a published batch's durable frames back from last, the
+// position of its last durable one; ephemeral frames get none.
+func positions(frames []Frame, last Position) []Position {
+	pos := make([]Position, len(frames))
+	seq := last.Seq
+	for i := len(frames) - 1; i >= 0; i-- {
+		if frames[i].Durable && seq > 0 {
+			pos[i] = Position{Seq: seq, Epoch: last.Epoch}
+			seq--
+		}
+	}
+	return pos
+}
+
+// joinFrames is a batch of ephemeral frames as one broker message.
+func joinFrames(frames []Frame) []byte {
+	if len(frames) == 1 {
+		return frames[0].Data
+	}
+	n := len(frames) - 1
+	for _, f := range frames {
+		n += len(f.Data)
+	}
+	msg := make([]byte, 0, n)
+	for i, f := range frames {
+		if i > 0 {
+			msg = append(msg, '\n')
+		}
+		msg = append(msg, f.Data...)
+	}
+	return msg
 }

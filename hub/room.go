@@ -29,8 +29,9 @@ func (sh *shard) markDirty(name string) {
 
 // room is the local state of one room.
 //
-// Lock order: room.sub before shard.mu. A Throttle's own locks come before
-// shard.mu (its send takes the shard lock to copy the members).
+// Lock order: room.sub before room.dmu before shard.mu before Client.mu. A
+// Throttle's own locks come after room.dmu and before shard.mu (its send
+// takes the shard lock to copy the members).
 type room struct {
 	name string
 
@@ -64,6 +65,15 @@ type room struct {
 	forgetAt time.Time
 
 	throttle Throttle // nil without Config.NewThrottle
+
+	// Delivery state (see recovery.go), guarded by dmu, which is held while
+	// one of the room's broker messages is fanned out.
+	dmu       sync.Mutex
+	pos       Position // last durable frame seen; zero until the first frame or joiner's read
+	repairing bool     // a repair runs: frames wait in held
+	again     bool     // the subscription broke again during the repair
+	overflow  bool     // frames were dropped from held: the repair ends in resync
+	held      [][]byte // frames received during the repair, in order
 }
 
 // subAttempt is one broker Subscribe for a room and its outcome.
@@ -157,6 +167,13 @@ func (h *Hub) subscribeRoom(ctx context.Context, sh *shard, r *room, a *subAttem
 	r.sub.Lock()
 	defer r.sub.Unlock()
 	err := h.broker.Subscribe(context.WithoutCancel(ctx), r.name)
+	if err == nil {
+		// Frames published while unsubscribed were never meant for this
+		// instance: count gaps from the joiner's read, not from before.
+		r.dmu.Lock()
+		r.pos = Position{}
+		r.dmu.Unlock()
+	}
 	sh.mu.Lock()
 	r.attempt = nil
 	if err == nil {

@@ -145,7 +145,7 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 		}
 		return nil, err
 	}
-	broker := hub.NewRedisBroker(rdb, hub.RedisBrokerConfig{Prefix: cfg.KeyPrefix, Sharded: cluster})
+	broker := hub.NewRedisBroker(rdb, hub.RedisBrokerConfig{Prefix: cfg.KeyPrefix, Sharded: cluster, NoShebang: mini != nil})
 	h := hub.New(hub.Config{
 		NewThrottle: web.ProgressThrottles(cfg.ProgressAbove),
 		SendQueue:   cfg.SendQueue,

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/hongbao-dev/hongbao/hub"
 	"github.com/hongbao-dev/hongbao/packet"
 )
 
@@ -63,6 +64,12 @@ type welcomeEvent struct {
 	User       packet.User `json:"user"`
 	Room       string      `json:"room"`
 	ServerTime int64       `json:"server_time"`
+	// Seq and Epoch are the room's position when this connection joined.
+	Seq   uint64 `json:"seq"`
+	Epoch string `json:"epoch"`
+	// Recovered is set when the client gave since=: whether every durable
+	// event it missed follows (true) or a resync frame does (false).
+	Recovered *bool `json:"recovered,omitempty"`
 }
 
 type resultEvent struct {
@@ -90,13 +97,28 @@ func luckiestOf(c *packet.Claim) *luckiest {
 // publish encodes ev once and sends it to every member of room on every
 // instance. A failed publish is logged: the event is lost to live clients,
 // who catch up from the REST API, but the money is already settled.
+//
+// packet, rain, finished and chat events are durable: the hub numbers them
+// and keeps them in the room's history, so a client that reconnects gets
+// what it missed; chat is also kept among the room's recent frames that
+// every joiner gets. The others (grabbed, progress, presence) are state a
+// client reloads.
 func (a *App) publish(ctx context.Context, room string, ev any) {
 	frame, err := json.Marshal(ev)
 	if err != nil {
 		a.log.Error("encode event", "err", err)
 		return
 	}
-	if err := a.hub.Publish(context.WithoutCancel(ctx), room, frame); err != nil {
+	ctx = context.WithoutCancel(ctx)
+	switch ev.(type) {
+	case packetEvent, rainEvent, finishedEvent:
+		_, err = a.hub.PublishDurable(ctx, room, frame, hub.DurableOptions{})
+	case chatEvent:
+		_, err = a.hub.PublishDurable(ctx, room, frame, hub.DurableOptions{Keep: true})
+	default:
+		err = a.hub.Publish(ctx, room, frame)
+	}
+	if err != nil {
 		a.log.Warn("publish event failed", "room", room, "err", err)
 	}
 }

@@ -18,16 +18,25 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// serveWS upgrades GET /ws?room=<room> with the token in the subprotocol
-// entry "bearer.<jwt>" (browsers) or in ?token=<jwt> (other clients).
-// Refusals happen before the upgrade, as plain HTTP errors: 400 for a bad
-// room, 403 for a foreign Origin, 401 for a bad token.
+// serveWS upgrades GET /ws?room=<room>[&since=<epoch>:<seq>] with the token
+// in the subprotocol entry "bearer.<jwt>" (browsers) or in ?token=<jwt>
+// (other clients). Refusals happen before the upgrade, as plain HTTP errors:
+// 400 for a bad room or since, 403 for a foreign Origin, 401 for a bad token.
 func (a *App) serveWS(c echo.Context) error {
 	r := c.Request()
 	room := c.QueryParam("room")
 	if !validRoom(room) {
 		a.metrics.reject("room")
 		return invalid("room names are 1 to 64 letters, digits, '-', '_' or '.'")
+	}
+	var opts hub.ServeOptions
+	if since := c.QueryParam("since"); since != "" {
+		p, err := hub.ParsePosition(since)
+		if err != nil {
+			a.metrics.reject("since")
+			return invalid("since must be <epoch>:<seq>, as in a durable event or welcome: %v", err)
+		}
+		opts.Since = &p
 	}
 	if !a.originAllowed(r) {
 		a.metrics.reject("origin")
@@ -56,7 +65,7 @@ func (a *App) serveWS(c echo.Context) error {
 	// what ends the connection.
 	go func() {
 		defer release()
-		a.hub.Serve(context.WithoutCancel(r.Context()), conn, room, hub.User{ID: u.ID, Name: u.Name}, s)
+		a.hub.Serve(context.WithoutCancel(r.Context()), conn, room, hub.User{ID: u.ID, Name: u.Name}, s, opts)
 	}()
 	return nil
 }
@@ -142,7 +151,12 @@ type clientMessage struct {
 
 func (s *wsSession) OnOpen(ctx context.Context, c *hub.Client) {
 	s.client = c
-	s.send(c, welcomeEvent{Type: "welcome", User: s.user, Room: c.Room(), ServerTime: time.Now().UnixMilli()})
+	pos := c.Position()
+	w := welcomeEvent{Type: "welcome", User: s.user, Room: c.Room(), ServerTime: time.Now().UnixMilli(), Seq: pos.Seq, Epoch: pos.Epoch}
+	if recovered, asked := c.Recovered(); asked {
+		w.Recovered = &recovered
+	}
+	s.send(c, w)
 }
 
 func (s *wsSession) OnClose(*hub.Client) {}
