@@ -138,6 +138,7 @@ func TestJoinerGetsLast50Chats(t *testing.T) {
 	db, _ := redistest.New(t)
 	cfg := testConfig(t, db.URL())
 	cfg.ChatRate, cfg.ChatBurst = 10000, 10000
+	cfg.FrameRate, cfg.FrameBurst = 10000, 10000
 	s := startServer(t, cfg)
 	_, tok := session(t, s, "Talker")
 	talker := mustDial(t, s, "talk", tok)
