@@ -228,6 +228,7 @@ type frame struct {
 	Packet    json.RawMessage `json:"packet"`
 	Rain      json.RawMessage `json:"rain"`
 	Raw       []byte          `json:"-"`
+	at        time.Time       // when the client read it
 }
 
 func (f frame) code() string {
@@ -290,7 +291,7 @@ func (c *wsClient) readLoop() {
 			c.t.Errorf("server sent invalid JSON %q", data)
 			continue
 		}
-		f.Raw = data
+		f.Raw, f.at = data, time.Now()
 		c.mu.Lock()
 		c.frames = append(c.frames, f)
 		c.mu.Unlock()
