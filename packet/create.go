@@ -7,8 +7,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/hongbao-dev/hongbao/ledger"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hongbao-dev/hongbao/internal/apierr"
+	"github.com/hongbao-dev/hongbao/ledger"
 )
 
 // CreateRequest describes a packet to create.
@@ -88,11 +90,11 @@ func (s *Store) Create(ctx context.Context, req CreateRequest) (*Packet, error) 
 // refusal part way through a rain keeps the packets opened so far.
 func (s *Store) Open(ctx context.Context, drafts []*Draft, idem *Idempotency) (*Opened, error) {
 	if len(drafts) == 0 {
-		return nil, Refuse(ErrInvalidRequest, "nothing to open")
+		return nil, apierr.Refuse(ErrInvalidRequest, "nothing to open")
 	}
 	for _, d := range drafts[1:] {
 		if d.Sender.ID != drafts[0].Sender.ID {
-			return nil, Refuse(ErrInvalidRequest, "one Open, one sender")
+			return nil, apierr.Refuse(ErrInvalidRequest, "one Open, one sender")
 		}
 	}
 	if s.led != nil {
@@ -105,10 +107,10 @@ func (s *Store) Open(ctx context.Context, drafts []*Draft, idem *Idempotency) (*
 func (s *Store) Draft(req CreateRequest) (*Draft, error) {
 	lim := s.cfg.Limits
 	if req.Room == "" || req.Sender.ID == "" {
-		return nil, Refuse(ErrInvalidRequest, "room and sender are required")
+		return nil, apierr.Refuse(ErrInvalidRequest, "room and sender are required")
 	}
 	if !ValidText(req.Greeting, lim.MaxGreeting) {
-		return nil, Refuse(ErrInvalidRequest, "greeting must be at most %d characters of text", lim.MaxGreeting)
+		return nil, apierr.Refuse(ErrInvalidRequest, "greeting must be at most %d characters of text", lim.MaxGreeting)
 	}
 	if err := lim.Check(req.Kind, req.Total, req.Count); err != nil {
 		return nil, err
@@ -118,7 +120,7 @@ func (s *Store) Draft(req CreateRequest) (*Draft, error) {
 		ttl = lim.DefaultTTL
 	}
 	if ttl < lim.MinTTL || ttl > lim.MaxTTL {
-		return nil, Refuse(ErrInvalidRequest, "ttl must be between %v and %v", lim.MinTTL, lim.MaxTTL)
+		return nil, apierr.Refuse(ErrInvalidRequest, "ttl must be between %v and %v", lim.MinTTL, lim.MaxTTL)
 	}
 	shares, err := s.cfg.Splitter.Split(req.Kind, req.Total, req.Count, lim.MinShare, lim.MaxShare)
 	if err != nil {
@@ -158,9 +160,9 @@ func (s *Store) openLedger(ctx context.Context, drafts []*Draft, idem *Idempoten
 	replay, err := s.led.Open(ctx, lps, li)
 	switch {
 	case errors.Is(err, ledger.ErrInsufficientFunds):
-		return nil, Refuse(ErrInsufficientFunds, "the wallet holds less than %s", FormatYuan(sumTotals(drafts)))
+		return nil, apierr.Refuse(ErrInsufficientFunds, "the wallet holds less than %s", FormatYuan(sumTotals(drafts)))
 	case errors.Is(err, ledger.ErrIdempotencyConflict):
-		return nil, Refuse(ErrIdempotencyConflict, "Idempotency-Key %q was used for a different request", idem.Key)
+		return nil, apierr.Refuse(ErrIdempotencyConflict, "Idempotency-Key %q was used for a different request", idem.Key)
 	case err != nil:
 		return nil, unavailable("open", err)
 	case replay != nil:

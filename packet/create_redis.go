@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hongbao-dev/hongbao/internal/apierr"
 )
 
 // openRedis opens drafts in Redis-only mode, one packet after another.
@@ -77,9 +79,9 @@ func (s *Store) reserveKey(ctx context.Context, sender string, idem *Idempotency
 	prevHash, body, _ := bytes.Cut([]byte(prev), []byte("|"))
 	switch {
 	case string(prevHash) != hash:
-		return nil, Refuse(ErrIdempotencyConflict, "Idempotency-Key %q was used for a different request", idem.Key)
+		return nil, apierr.Refuse(ErrIdempotencyConflict, "Idempotency-Key %q was used for a different request", idem.Key)
 	case len(body) == 0:
-		return nil, Refuse(ErrIdempotencyConflict, "a request with Idempotency-Key %q is still being processed", idem.Key)
+		return nil, apierr.Refuse(ErrIdempotencyConflict, "a request with Idempotency-Key %q is still being processed", idem.Key)
 	}
 	return &Opened{Body: body, Replayed: true}, nil
 }
@@ -118,7 +120,7 @@ func (s *Store) createPending(ctx context.Context, d *Draft) error {
 	// The id is fresh, so a pending packet under it is this call's own
 	// (a retried command whose first reply was lost).
 	if st, _ := created.Text(); st != "created" && st != string(StatusPending) {
-		return Refuse(ErrUnavailable, "packet %s was %s before it was created", d.ID, st)
+		return apierr.Refuse(ErrUnavailable, "packet %s was %s before it was created", d.ID, st)
 	}
 	return nil
 }
@@ -136,9 +138,9 @@ func (s *Store) debit(ctx context.Context, p *Packet) error {
 		if err := s.cancel(ctx, p.ID); err != nil {
 			s.cfg.Logger.Warn("cancel after refused debit failed; the sweeper will settle it", "packet", p.ID, "err", err)
 		}
-		return Refuse(ErrInsufficientFunds, "the wallet holds less than %s", FormatYuan(p.Total))
+		return apierr.Refuse(ErrInsufficientFunds, "the wallet holds less than %s", FormatYuan(p.Total))
 	default: // "void": the sweeper settled this packet as never debited.
-		return Refuse(ErrUnavailable, "creating packet %s took too long; nothing was debited", p.ID)
+		return apierr.Refuse(ErrUnavailable, "creating packet %s took too long; nothing was debited", p.ID)
 	}
 }
 
@@ -161,7 +163,7 @@ func (s *Store) activate(ctx context.Context, p *Packet) error {
 		return unavailable("activate", err)
 	}
 	if status, _ := st.Text(); status == string(StatusCancelled) || status == "missing" {
-		return Refuse(ErrUnavailable, "packet %s was %s", p.ID, status)
+		return apierr.Refuse(ErrUnavailable, "packet %s was %s", p.ID, status)
 	}
 	return nil
 }

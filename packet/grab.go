@@ -8,6 +8,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hongbao-dev/hongbao/internal/apierr"
 )
 
 // GrabResult is a successful grab.
@@ -57,10 +59,10 @@ func (s *Store) Grab(ctx context.Context, id string, user User) (GrabResult, err
 
 func checkGrab(id string, user User) error {
 	if id == "" || user.ID == "" {
-		return Refuse(ErrInvalidRequest, "packet id and user are required")
+		return apierr.Refuse(ErrInvalidRequest, "packet id and user are required")
 	}
 	if _, err := uuid.Parse(id); err != nil {
-		return Refuse(ErrNotFound, "no packet %q", id)
+		return apierr.Refuse(ErrNotFound, "no packet %q", id)
 	}
 	return nil
 }

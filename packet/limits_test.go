@@ -3,6 +3,8 @@ package packet
 import (
 	"errors"
 	"testing"
+
+	"github.com/hongbao-dev/hongbao/internal/apierr"
 )
 
 func TestLimitsCheck(t *testing.T) {
@@ -85,11 +87,11 @@ func TestValidText(t *testing.T) {
 
 func TestDescribe(t *testing.T) {
 	_, err := ParseYuan("1.234")
-	code, msg := Describe(err)
+	code, msg := apierr.Describe(err)
 	if code != "invalid_amount" || msg == "" {
 		t.Fatalf("Describe = %q, %q", code, msg)
 	}
-	if code, _ := Describe(ErrSoldOut); code != "sold_out" {
-		t.Fatalf("Describe(ErrSoldOut) = %q", code)
+	if code, _ := apierr.Describe(ErrSoldOut); code != "sold_out" {
+		t.Fatalf("apierr.Describe(ErrSoldOut) = %q", code)
 	}
 }

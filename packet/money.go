@@ -5,6 +5,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/hongbao-dev/hongbao/internal/apierr"
 )
 
 // Money is always an int64 count of fen (1/100 yuan). These helpers convert
@@ -16,14 +18,14 @@ import (
 // spaces, more than two decimals and values that overflow int64 fen.
 func ParseYuan(s string) (int64, error) {
 	if s == "" {
-		return 0, Refuse(ErrInvalidAmount, "empty amount")
+		return 0, apierr.Refuse(ErrInvalidAmount, "empty amount")
 	}
 	whole, frac, hasDot := strings.Cut(s, ".")
 	if whole == "" || (hasDot && (frac == "" || len(frac) > 2)) {
-		return 0, Refuse(ErrInvalidAmount, "%q is not a yuan amount with at most two decimals", s)
+		return 0, apierr.Refuse(ErrInvalidAmount, "%q is not a yuan amount with at most two decimals", s)
 	}
 	if !allDigits(whole) || !allDigits(frac) {
-		return 0, Refuse(ErrInvalidAmount, "%q is not a yuan amount with at most two decimals", s)
+		return 0, apierr.Refuse(ErrInvalidAmount, "%q is not a yuan amount with at most two decimals", s)
 	}
 	if len(frac) == 1 {
 		frac += "0"
@@ -34,7 +36,7 @@ func ParseYuan(s string) (int64, error) {
 	fen, _ := strconv.ParseInt(frac, 10, 64)
 	yuan, err := strconv.ParseInt(whole, 10, 64)
 	if err != nil || yuan > (math.MaxInt64-fen)/100 {
-		return 0, Refuse(ErrInvalidAmount, "%q is too large", s)
+		return 0, apierr.Refuse(ErrInvalidAmount, "%q is too large", s)
 	}
 	return yuan*100 + fen, nil
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/hongbao-dev/hongbao/internal/apierr"
 )
 
 // Kind is how a packet's total is divided.
@@ -133,28 +135,28 @@ func (l Limits) withDefaults() Limits {
 func (l Limits) Check(kind Kind, total int64, count int) error {
 	l = l.withDefaults()
 	if kind != Lucky && kind != Equal {
-		return Refuse(ErrInvalidRequest, "kind must be %q or %q", Lucky, Equal)
+		return apierr.Refuse(ErrInvalidRequest, "kind must be %q or %q", Lucky, Equal)
 	}
 	if total <= 0 {
-		return Refuse(ErrInvalidAmount, "total must be a positive number of fen, got %d", total)
+		return apierr.Refuse(ErrInvalidAmount, "total must be a positive number of fen, got %d", total)
 	}
 	if count < 1 || count > l.MaxCount {
-		return Refuse(ErrInvalidCount, "count must be between 1 and %d, got %d", l.MaxCount, count)
+		return apierr.Refuse(ErrInvalidCount, "count must be between 1 and %d, got %d", l.MaxCount, count)
 	}
 	n := int64(count)
 	if total < n*l.MinShare {
-		return Refuse(ErrShareTooSmall, "%d fen cannot give %d shares of at least %d fen", total, count, l.MinShare)
+		return apierr.Refuse(ErrShareTooSmall, "%d fen cannot give %d shares of at least %d fen", total, count, l.MinShare)
 	}
 	if kind == Equal {
 		if total%n != 0 {
-			return Refuse(ErrUnevenTotal, "%d fen does not divide evenly into %d shares", total, count)
+			return apierr.Refuse(ErrUnevenTotal, "%d fen does not divide evenly into %d shares", total, count)
 		}
 		if total/n > l.MaxShare {
-			return Refuse(ErrShareTooLarge, "each share would be %d fen, above the maximum of %d", total/n, l.MaxShare)
+			return apierr.Refuse(ErrShareTooLarge, "each share would be %d fen, above the maximum of %d", total/n, l.MaxShare)
 		}
 	}
 	if total > n*l.MaxShare {
-		return Refuse(ErrTotalTooLarge, "%d fen over %d shares exceeds %d × %d fen", total, count, count, l.MaxShare)
+		return apierr.Refuse(ErrTotalTooLarge, "%d fen over %d shares exceeds %d × %d fen", total, count, count, l.MaxShare)
 	}
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hongbao-dev/hongbao/internal/apierr"
 )
 
 // Claim is one grab of a packet.
@@ -48,7 +50,7 @@ func (s *Store) Detail(ctx context.Context, id string) (*Detail, error) {
 		}
 	}
 	if d == nil {
-		return nil, Refuse(ErrNotFound, "no packet %q", id)
+		return nil, apierr.Refuse(ErrNotFound, "no packet %q", id)
 	}
 	return d, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sort"
 
+	"github.com/hongbao-dev/hongbao/internal/apierr"
 	"github.com/hongbao-dev/hongbao/ledger"
 )
 
@@ -68,7 +69,7 @@ func (s *Store) ledgerRoomPackets(ctx context.Context, room, viewer string, acti
 // the caller's mistake, anything else is unavailable.
 func readError(op string, err error) error {
 	if errors.Is(err, ledger.ErrInvalid) {
-		return Refuse(ErrInvalidRequest, "%s: the cursor is not one this server gave", op)
+		return apierr.Refuse(ErrInvalidRequest, "%s: the cursor is not one this server gave", op)
 	}
 	return unavailable(op, err)
 }

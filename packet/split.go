@@ -4,6 +4,8 @@ import (
 	crand "crypto/rand"
 	"math/rand/v2"
 	"sync"
+
+	"github.com/hongbao-dev/hongbao/internal/apierr"
 )
 
 // Splitter divides totals into shares. It is safe for concurrent use.
@@ -33,11 +35,11 @@ func NewSplitterSeed(seed [32]byte) *Splitter {
 // if they are not satisfiable anyway.
 func (s *Splitter) Split(kind Kind, total int64, count int, minShare, maxShare int64) ([]int64, error) {
 	if count < 1 || total < int64(count)*minShare || total > int64(count)*maxShare || minShare < 1 {
-		return nil, Refuse(ErrInvalidRequest, "cannot split %d fen into %d shares within [%d, %d]", total, count, minShare, maxShare)
+		return nil, apierr.Refuse(ErrInvalidRequest, "cannot split %d fen into %d shares within [%d, %d]", total, count, minShare, maxShare)
 	}
 	if kind == Equal {
 		if total%int64(count) != 0 {
-			return nil, Refuse(ErrUnevenTotal, "%d fen does not divide evenly into %d shares", total, count)
+			return nil, apierr.Refuse(ErrUnevenTotal, "%d fen does not divide evenly into %d shares", total, count)
 		}
 		shares := make([]int64, count)
 		for i := range shares {

@@ -7,8 +7,10 @@ import (
 	"sync"
 
 	"github.com/google/uuid"
-	"github.com/hongbao-dev/hongbao/ledger"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/hongbao-dev/hongbao/internal/apierr"
+	"github.com/hongbao-dev/hongbao/ledger"
 )
 
 // Store keeps packets in Redis, and wallets either in a ledger (PostgreSQL,
@@ -65,10 +67,10 @@ func unavailable(op string, err error) error {
 // whether money was added and the balance after.
 func (s *Store) Fund(ctx context.Context, userID string, amount int64, ref string) (bool, int64, error) {
 	if userID == "" {
-		return false, 0, Refuse(ErrInvalidRequest, "user id is empty")
+		return false, 0, apierr.Refuse(ErrInvalidRequest, "user id is empty")
 	}
 	if amount <= 0 {
-		return false, 0, Refuse(ErrInvalidAmount, "amount must be a positive number of fen, got %d", amount)
+		return false, 0, apierr.Refuse(ErrInvalidAmount, "amount must be a positive number of fen, got %d", amount)
 	}
 	if ref == "" {
 		// Every fund gets a ref, so a command retried after a lost reply
@@ -84,7 +86,7 @@ func (s *Store) Fund(ctx context.Context, userID string, amount int64, ref strin
 		// User ids never hold '/', so the first one ends the user's part.
 		added, balance, err := s.led.Fund(ctx, userID, amount, userID+"/"+ref)
 		if errors.Is(err, ledger.ErrIdempotencyConflict) {
-			return false, 0, Refuse(ErrIdempotencyConflict, "ref %q was used for a different credit", ref)
+			return false, 0, apierr.Refuse(ErrIdempotencyConflict, "ref %q was used for a different credit", ref)
 		}
 		if err != nil {
 			return false, 0, unavailable("fund", err)

@@ -8,8 +8,10 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/hongbao-dev/hongbao/packet"
 	"github.com/labstack/echo/v4"
+
+	"github.com/hongbao-dev/hongbao/internal/apierr"
+	"github.com/hongbao-dev/hongbao/packet"
 )
 
 // Tokens are JWTs signed with HS256: sub is the user id, name the display
@@ -58,10 +60,10 @@ func (t *Tokens) Verify(token string) (packet.User, error) {
 		if errors.Is(err, jwt.ErrTokenExpired) {
 			msg = "the token has expired"
 		}
-		return packet.User{}, packet.Refuse(ErrUnauthorized, "%s", msg)
+		return packet.User{}, apierr.Refuse(ErrUnauthorized, "%s", msg)
 	}
 	if c.Subject == "" || !validUserID(c.Subject) {
-		return packet.User{}, packet.Refuse(ErrUnauthorized, "the token names no valid user")
+		return packet.User{}, apierr.Refuse(ErrUnauthorized, "the token names no valid user")
 	}
 	name := c.Name
 	if name == "" || !packet.ValidText(name, maxNameRunes) {
@@ -105,7 +107,7 @@ func (a *App) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		tok := bearer(c.Request())
 		if tok == "" {
-			return packet.Refuse(ErrUnauthorized, "send Authorization: Bearer <token>")
+			return apierr.Refuse(ErrUnauthorized, "send Authorization: Bearer <token>")
 		}
 		u, err := a.tokens.Verify(tok)
 		if err != nil {
@@ -126,10 +128,10 @@ func userOf(c echo.Context) packet.User {
 func (a *App) requireAdmin(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		if a.cfg.AdminToken == "" {
-			return packet.Refuse(ErrForbidden, "the admin API is disabled (set HONGBAO_ADMIN_TOKEN)")
+			return apierr.Refuse(ErrForbidden, "the admin API is disabled (set HONGBAO_ADMIN_TOKEN)")
 		}
 		if !constantTimeEqual(bearer(c.Request()), a.cfg.AdminToken) {
-			return packet.Refuse(ErrUnauthorized, "send Authorization: Bearer <admin token>")
+			return apierr.Refuse(ErrUnauthorized, "send Authorization: Bearer <admin token>")
 		}
 		return next(c)
 	}

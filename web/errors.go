@@ -4,16 +4,18 @@ import (
 	"errors"
 	"net/http"
 
-	"github.com/hongbao-dev/hongbao/packet"
 	"github.com/labstack/echo/v4"
+
+	"github.com/hongbao-dev/hongbao/internal/apierr"
+	"github.com/hongbao-dev/hongbao/packet"
 )
 
 // Codes that belong to the transport rather than to money. The money codes
 // are packet's sentinels; docs/protocol.md lists them all.
 var (
-	ErrUnauthorized = &packet.Error{Code: "unauthorized", Message: "a valid token is required"}
-	ErrForbidden    = &packet.Error{Code: "forbidden", Message: "not allowed"}
-	ErrRateLimited  = &packet.Error{Code: "rate_limited", Message: "too many requests; slow down"}
+	ErrUnauthorized = &apierr.Error{Code: "unauthorized", Message: "a valid token is required"}
+	ErrForbidden    = &apierr.Error{Code: "forbidden", Message: "not allowed"}
+	ErrRateLimited  = &apierr.Error{Code: "rate_limited", Message: "too many requests; slow down"}
 )
 
 // ErrorBody is the wire form of every error.
@@ -52,7 +54,7 @@ var statusOf = map[string]int{
 // errorObject turns any error into its wire form. Errors without a code are
 // internal: their text stays in the log, the client sees "unavailable".
 func errorObject(err error) (int, ErrorObject) {
-	code, msg := packet.Describe(err)
+	code, msg := apierr.Describe(err)
 	if code == "" {
 		var he *echo.HTTPError
 		if errors.As(err, &he) {
@@ -91,5 +93,5 @@ func httpErrorObject(he *echo.HTTPError) (int, ErrorObject) {
 
 // invalid returns an invalid_request error with a specific message.
 func invalid(format string, args ...any) error {
-	return packet.Refuse(packet.ErrInvalidRequest, format, args...)
+	return apierr.Refuse(packet.ErrInvalidRequest, format, args...)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/hongbao-dev/hongbao/internal/apierr"
 	"github.com/hongbao-dev/hongbao/packet"
 )
 
@@ -18,7 +19,7 @@ func (a *App) grab(ctx context.Context, u packet.User, packetID string) (packet.
 	g, err := a.store.Grab(ctx, packetID, u)
 	result := "ok"
 	if err != nil {
-		if result, _ = packet.Describe(err); result == "" {
+		if result, _ = apierr.Describe(err); result == "" {
 			result = "error"
 		}
 	}

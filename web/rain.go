@@ -6,8 +6,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/hongbao-dev/hongbao/packet"
 	"github.com/labstack/echo/v4"
+
+	"github.com/hongbao-dev/hongbao/internal/apierr"
+	"github.com/hongbao-dev/hongbao/packet"
 )
 
 // A rain (红包雨) is many packets dropped over a few seconds. The room gets
@@ -61,7 +63,7 @@ func (a *App) createRain(c echo.Context) error {
 	// answer is the first response whatever the balance is now.
 	keyed := c.Request().Header.Get("Idempotency-Key") != ""
 	if w, err := a.store.Wallet(ctx, u.ID); err == nil && !keyed && w.Balance < int64(plan.packets)*plan.total {
-		return packet.Refuse(packet.ErrInsufficientFunds, "this rain needs ¥%s, the wallet holds ¥%s",
+		return apierr.Refuse(packet.ErrInsufficientFunds, "this rain needs ¥%s, the wallet holds ¥%s",
 			packet.FormatYuan(int64(plan.packets)*plan.total), packet.FormatYuan(w.Balance))
 	}
 	r, drafts, err := a.draftRain(room, u, plan)
@@ -112,7 +114,7 @@ func (a *App) rainPlan(raw []byte) (rainShape, error) {
 		return rainShape{}, err
 	}
 	if n < 1 || n > a.cfg.MaxRainPackets {
-		return rainShape{}, packet.Refuse(packet.ErrInvalidCount, "a rain has 1 to %d packets, got %d", a.cfg.MaxRainPackets, n)
+		return rainShape{}, apierr.Refuse(packet.ErrInvalidCount, "a rain has 1 to %d packets, got %d", a.cfg.MaxRainPackets, n)
 	}
 	perTotal, err := fen(req.TotalPerPacket, "total_per_packet", packet.ErrInvalidAmount)
 	if err != nil {

@@ -15,8 +15,10 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
-	"github.com/hongbao-dev/hongbao/packet"
 	"github.com/labstack/echo/v4"
+
+	"github.com/hongbao-dev/hongbao/internal/apierr"
+	"github.com/hongbao-dev/hongbao/packet"
 )
 
 // decode reads a JSON body into v. Unknown fields are ignored; a wrong type
@@ -73,19 +75,19 @@ func (n *number) UnmarshalJSON(b []byte) error {
 
 // fen reads a JSON number as a whole number of fen; anything else (a
 // fraction, an exponent, a string) is refused with code.
-func fen(n number, field string, code *packet.Error) (int64, error) {
+func fen(n number, field string, code *apierr.Error) (int64, error) {
 	v, err := strconv.ParseInt(string(n), 10, 64)
 	if err != nil {
-		return 0, packet.Refuse(code, "%s must be a whole number of fen, got %q", field, string(n))
+		return 0, apierr.Refuse(code, "%s must be a whole number of fen, got %q", field, string(n))
 	}
 	return v, nil
 }
 
 // count reads a JSON number as a small whole number.
-func count(n number, field string, code *packet.Error) (int, error) {
+func count(n number, field string, code *apierr.Error) (int, error) {
 	v, err := strconv.ParseInt(string(n), 10, 32)
 	if err != nil {
-		return 0, packet.Refuse(code, "%s must be a whole number, got %q", field, string(n))
+		return 0, apierr.Refuse(code, "%s must be a whole number, got %q", field, string(n))
 	}
 	return int(v), nil
 }
@@ -176,7 +178,7 @@ func (a *App) adminCredit(c echo.Context) error {
 	}
 	if amount <= 0 {
 		// Before the user check, so a bad amount says so whoever it is for.
-		return packet.Refuse(packet.ErrInvalidAmount, "amount must be a positive number of fen, got %d", amount)
+		return apierr.Refuse(packet.ErrInvalidAmount, "amount must be a positive number of fen, got %d", amount)
 	}
 	if !req.Create {
 		// A user cannot become unknown again, so nothing can slip between
@@ -186,7 +188,7 @@ func (a *App) adminCredit(c echo.Context) error {
 			return err
 		}
 		if !known {
-			return packet.Refuse(packet.ErrNotFound, "user %q has no wallet; send \"create\": true to credit a new user", req.UserID)
+			return apierr.Refuse(packet.ErrNotFound, "user %q has no wallet; send \"create\": true to credit a new user", req.UserID)
 		}
 	}
 	added, balance, err := a.store.Fund(c.Request().Context(), req.UserID, amount, req.Ref)
@@ -496,7 +498,7 @@ func (a *App) adminReconcile(c echo.Context) error {
 	}
 	rep, err := a.store.Reconcile(c.Request().Context(), since)
 	if errors.Is(err, packet.ErrNoLedger) {
-		return packet.Refuse(packet.ErrNotFound, "reconciliation needs HONGBAO_DATABASE_URL")
+		return apierr.Refuse(packet.ErrNotFound, "reconciliation needs HONGBAO_DATABASE_URL")
 	}
 	if err != nil {
 		return err

@@ -15,13 +15,15 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/hongbao-dev/hongbao/hub"
-	"github.com/hongbao-dev/hongbao/packet"
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
+
+	"github.com/hongbao-dev/hongbao/hub"
+	"github.com/hongbao-dev/hongbao/internal/apierr"
+	"github.com/hongbao-dev/hongbao/packet"
 )
 
 // Config configures the App. Zero fields take the defaults documented on
@@ -309,7 +311,7 @@ func (a *App) Echo() *echo.Echo {
 		IdentifierExtractor: clientKey,
 		ErrorHandler:        func(c echo.Context, err error) error { return ErrForbidden },
 		DenyHandler: func(c echo.Context, id string, err error) error {
-			return packet.Refuse(ErrRateLimited, "too many new sessions from this address; try again shortly")
+			return apierr.Refuse(ErrRateLimited, "too many new sessions from this address; try again shortly")
 		},
 	}))
 	api.POST("/admin/credit", a.adminCredit, a.requireAdmin)
@@ -332,7 +334,7 @@ func (a *App) Echo() *echo.Echo {
 
 func (a *App) readyz(c echo.Context) error {
 	if a.draining.Load() {
-		return packet.Refuse(packet.ErrUnavailable, "not ready: this instance is shutting down")
+		return apierr.Refuse(packet.ErrUnavailable, "not ready: this instance is shutting down")
 	}
 	if a.cfg.Ready != nil {
 		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
@@ -340,7 +342,7 @@ func (a *App) readyz(c echo.Context) error {
 		if err := a.cfg.Ready(ctx); err != nil {
 			// The cause names internal addresses: it goes to the log only.
 			a.log.Warn("not ready", "err", err)
-			return packet.Refuse(packet.ErrUnavailable, "not ready: a store is unavailable")
+			return apierr.Refuse(packet.ErrUnavailable, "not ready: a store is unavailable")
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})

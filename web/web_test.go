@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"github.com/hongbao-dev/hongbao/packet"
 	"github.com/labstack/echo/v4"
+
+	"github.com/hongbao-dev/hongbao/internal/apierr"
+	"github.com/hongbao-dev/hongbao/packet"
 )
 
 func TestTokens(t *testing.T) {
@@ -151,7 +153,7 @@ func FuzzParseClientMessage(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := parseClientMessage(b)
-		if err != nil && packet.CodeOf(err) != "invalid_request" {
+		if err != nil && apierr.CodeOf(err) != "invalid_request" {
 			t.Fatalf("error without invalid_request code: %v", err)
 		}
 		if err == nil && !json.Valid(b) {

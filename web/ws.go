@@ -12,10 +12,12 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
-	"github.com/hongbao-dev/hongbao/hub"
-	"github.com/hongbao-dev/hongbao/packet"
 	"github.com/labstack/echo/v4"
 	"golang.org/x/time/rate"
+
+	"github.com/hongbao-dev/hongbao/hub"
+	"github.com/hongbao-dev/hongbao/internal/apierr"
+	"github.com/hongbao-dev/hongbao/packet"
 )
 
 // serveWS upgrades GET /ws?room=<room>[&since=<epoch>:<seq>] with the token
@@ -40,7 +42,7 @@ func (a *App) serveWS(c echo.Context) error {
 	}
 	if !a.originAllowed(r) {
 		a.metrics.reject("origin")
-		return packet.Refuse(ErrForbidden, "origin %q is not allowed", r.Header.Get("Origin"))
+		return apierr.Refuse(ErrForbidden, "origin %q is not allowed", r.Header.Get("Origin"))
 	}
 	token, accept := wsCredentials(r)
 	u, err := a.tokens.Verify(token)
@@ -122,7 +124,7 @@ type wsSession struct {
 
 // errNotJSON marks a frame that is not a JSON object at all: it has no ref
 // to answer, so it gets an error frame.
-var errNotJSON = packet.Refuse(packet.ErrInvalidRequest, "a frame must be one JSON object with a type")
+var errNotJSON = apierr.Refuse(packet.ErrInvalidRequest, "a frame must be one JSON object with a type")
 
 // parseClientMessage decodes a client frame. A frame that parses but has a
 // field of the wrong type still yields its ref, so the refusal can answer it.
