@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/hongbao-dev/hongbao/ledger"
+	"github.com/redis/go-redis/v9"
 )
 
 func main() {
@@ -55,6 +56,8 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	// go-redis keeps one logger for the whole process: this process's.
+	redis.SetLogger(redisLog{log})
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err
