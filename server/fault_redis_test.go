@@ -129,6 +129,11 @@ func redisKilledMidRain(t *testing.T, config func(testing.TB, string) Config) {
 	}
 	for i, r := range racers {
 		r.c.waitFor("chat", func(f frame) bool { return f.Text == "back" }, 10*time.Second)
+		// Drops announced while Redis was down were published once it
+		// was back: every member sees every drop.
+		for _, p := range plan.Packets {
+			r.c.waitFor("packet", func(f frame) bool { return packetID(f) == p.ID }, 30*time.Second)
+		}
 		if err := noSilentGap(r.c); err != nil {
 			t.Errorf("racer %d: %v", i, err)
 		}
@@ -191,4 +196,13 @@ func noSilentGap(c *wsClient) error {
 		return fmt.Errorf("no durable frame carried a seq")
 	}
 	return nil
+}
+
+// packetID is the id of the packet a packet event carries.
+func packetID(f frame) string {
+	var p struct {
+		ID string `json:"id"`
+	}
+	_ = json.Unmarshal(f.Packet, &p)
+	return p.ID
 }

@@ -95,25 +95,30 @@ func luckiestOf(c *packet.Claim) *luckiest {
 }
 
 // publish encodes ev once and sends it to every member of room on every
-// instance. A failed publish is logged: the event is lost to live clients,
-// who catch up from the REST API, but the money is already settled.
+// instance, and returns why it could not. A failed publish is logged; a
+// packet, rain or finished event is retried in the background (republish),
+// a chat is refused to its sender, and an ephemeral event is lost to live
+// clients, who reload that state over REST; the money is settled either way.
 //
 // packet, rain, finished and chat events are durable: the hub numbers them
 // and keeps them in the room's history, so a client that reconnects gets
 // what it missed; chat is also kept among the room's recent frames that
 // every joiner gets. The others (grabbed, progress, presence) are state a
 // client reloads.
-func (a *App) publish(ctx context.Context, room string, ev any) {
+func (a *App) publish(ctx context.Context, room string, ev any) error {
 	frame, err := json.Marshal(ev)
 	if err != nil {
 		a.log.Error("encode event", "err", err)
-		return
+		return err
 	}
 	ctx = context.WithoutCancel(ctx)
 	switch ev.(type) {
 	case packetEvent, rainEvent, finishedEvent:
-		_, err = a.hub.PublishDurable(ctx, room, frame, hub.DurableOptions{})
+		if _, err = a.hub.PublishDurable(ctx, room, frame, hub.DurableOptions{}); err != nil {
+			a.republish(room, frame, hub.DurableOptions{})
+		}
 	case chatEvent:
+		// Not retried: the sender is told, and sends again.
 		_, err = a.hub.PublishDurable(ctx, room, frame, hub.DurableOptions{Keep: true})
 	default:
 		err = a.hub.Publish(ctx, room, frame)
@@ -121,6 +126,7 @@ func (a *App) publish(ctx context.Context, room string, ev any) {
 	if err != nil {
 		a.log.Warn("publish event failed", "room", room, "err", err)
 	}
+	return err
 }
 
 // announce publishes a packet's drop to its room.

@@ -250,6 +250,11 @@ type App struct {
 	closed bool
 	// draining makes /readyz answer 503 (Drain).
 	draining atomic.Bool
+	// bg ends the background retries of durable events (republish) when
+	// the App closes; retries counts them.
+	bg      context.Context
+	stopBG  context.CancelFunc
+	retries sync.WaitGroup
 }
 
 // New returns an App serving store and hub.
@@ -268,6 +273,7 @@ func New(cfg Config, store *packet.Store, h *hub.Hub) *App {
 		caps:       newConnCaps(cfg),
 		rains:      map[*time.Timer]struct{}{},
 	}
+	a.bg, a.stopBG = context.WithCancel(context.Background())
 	for _, o := range cfg.AllowedOrigins {
 		if o == "*" {
 			a.anyOrig = true
@@ -368,14 +374,17 @@ func (a *App) handleError(err error, c echo.Context) {
 // sending new clients here while everything is still served.
 func (a *App) Drain() { a.draining.Store(true) }
 
-// Close stops the timers that announce rain packets. Clients already hold
-// each rain's schedule, so nothing is lost to them.
+// Close stops the timers that announce rain packets (clients already hold
+// each rain's schedule, so nothing is lost to them) and the retries of
+// durable events not yet published, and waits for those.
 func (a *App) Close() {
 	a.rainMu.Lock()
-	defer a.rainMu.Unlock()
 	a.closed = true
 	for t := range a.rains {
 		t.Stop()
 	}
 	a.rains = nil
+	a.rainMu.Unlock()
+	a.stopBG()
+	a.retries.Wait()
 }

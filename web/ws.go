@@ -225,7 +225,10 @@ func (s *wsSession) chat(ctx context.Context, c *hub.Client, m clientMessage) er
 		return err
 	}
 	s.app.metrics.chat()
-	s.app.publish(ctx, c.Room(), chatEvent{Type: "chat", ID: id.String(), User: s.user, Text: text, At: time.Now().UnixMilli()})
+	ev := chatEvent{Type: "chat", ID: id.String(), User: s.user, Text: text, At: time.Now().UnixMilli()}
+	if err := s.app.publish(ctx, c.Room(), ev); err != nil {
+		return apierr.Refuse(packet.ErrUnavailable, "the message could not be sent; try again")
+	}
 	return nil
 }
 
