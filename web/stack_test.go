@@ -1,0 +1,166 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hongbao-dev/hongbao/hub"
+	"github.com/hongbao-dev/hongbao/internal/redistest"
+	"github.com/hongbao-dev/hongbao/packet"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+)
+
+// stack is one App wired as server/app.go wires it (a Redis store, a hub on
+// a Redis broker with Redis presence), on a private redis-server that this
+// test alone uses, so a test may stall or kill it without other tests
+// feeling it. The fault tests and the REST fuzz target run on it; they need
+// web and hub settings (GrabTimeout, SendQueue, WriteTimeout) that the
+// server's flags do not reach.
+type stack struct {
+	redis *redistest.Server
+	rdb   *redis.Client
+	store *packet.Store
+	hub   *hub.Hub
+	app   *App
+	// hubMetrics counts the hub's evictions, among others.
+	hubMetrics *hub.Metrics
+	reg        *prometheus.Registry
+	// URL is the HTTP server's base URL ("" unless served).
+	URL string
+}
+
+// stackOptions shape a stack. Zero fields take the package defaults, except
+// the rate limits, which stackConfig raises: the tests measure faults, not
+// limits.
+type stackOptions struct {
+	redis redistest.Options
+	web   Config
+	hub   hub.Config
+	// serve starts an HTTP server on a loopback port (URL).
+	serve bool
+}
+
+const stackSecret = "stack-test-secret-0123456789abcdef"
+
+// stackConfig is the web config of a test stack: generous rate limits and,
+// once the connection caps are merged, caps raised past what a test opens.
+func stackConfig() Config {
+	return Config{
+		Secret:       []byte(stackSecret),
+		SessionRate:  1e6,
+		SessionBurst: 1e6,
+		GrabRate:     1e6,
+		GrabBurst:    1e6,
+		ChatRate:     1e6,
+		ChatBurst:    1e6,
+		// CAPS: the per-user and per-IP connection caps (defaults 5 and
+		// 100) apply to these tests once merged. Every test client has a
+		// user of its own, so only the per-IP cap matters (all clients
+		// come from 127.0.0.1): raise it here, e.g.
+		//   MaxConnsPerIP: 1 << 20,
+	}
+}
+
+func newStack(t testing.TB, o stackOptions) *stack {
+	t.Helper()
+	srv, rdb := redistest.Start(t, o.redis)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	reg := prometheus.NewRegistry()
+	store, err := packet.NewStore(rdb, packet.Config{Prefix: "hb", Logger: log, Metrics: packet.NewMetrics(reg)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := o.hub
+	hc.Presence = hub.NewRedisPresence(rdb, hub.RedisPresenceConfig{Prefix: "hb"})
+	hm := hub.NewMetrics(reg)
+	h := hub.New(hc, hub.NewRedisBroker(rdb, hub.RedisBrokerConfig{Prefix: "hb"}), log, hm)
+	wc := o.web
+	wc.Logger, wc.Registerer, wc.Gatherer, wc.Ready = log, reg, reg, store.Ping
+	app := New(wc, store, h)
+	s := &stack{redis: srv, rdb: rdb, store: store, hub: h, app: app, hubMetrics: hm, reg: reg}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	hubDone := make(chan struct{})
+	go func() {
+		defer close(hubDone)
+		if err := h.Run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("hub: %v", err)
+		}
+	}()
+	var httpSrv *http.Server
+	served := make(chan struct{})
+	if o.serve {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		httpSrv = &http.Server{Handler: app.Echo(), ReadHeaderTimeout: 10 * time.Second}
+		s.URL = "http://" + ln.Addr().String()
+		go func() {
+			defer close(served)
+			_ = httpSrv.Serve(ln)
+		}()
+	} else {
+		close(served)
+	}
+	// Registered after redistest.Start's cleanups, so this runs first: the
+	// stack stops before its Redis does.
+	t.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		if httpSrv != nil {
+			_ = httpSrv.Shutdown(sctx)
+		}
+		<-served
+		app.Close()
+		h.Shutdown(sctx)
+		cancel()
+		<-hubDone
+	})
+	return s
+}
+
+// wsURL is the WebSocket address of room for token.
+func (s *stack) wsURL(room, token string) string {
+	return "ws" + strings.TrimPrefix(s.URL, "http") + "/ws?room=" + room + "&token=" + token
+}
+
+// user mints a token for a new user of id and funds its wallet with
+// balance fen (none when 0).
+func (s *stack) user(t testing.TB, id string, balance int64) (packet.User, string) {
+	t.Helper()
+	u := packet.User{ID: id, Name: id}
+	if balance > 0 {
+		if _, _, err := s.store.Fund(context.Background(), id, balance, "fund-"+id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := s.app.Tokens().Issue(u, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u, tok
+}
+
+// auditClean fails t unless the money audit is clean.
+func (s *stack) auditClean(t testing.TB) packet.AuditReport {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rep, err := s.store.Audit(ctx)
+	if err != nil {
+		t.Fatalf("audit: %v", err)
+	}
+	if !rep.OK() {
+		t.Fatalf("audit: %s", rep)
+	}
+	return rep
+}
