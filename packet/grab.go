@@ -49,8 +49,12 @@ func (s *Store) Grab(ctx context.Context, id string, user User) (GrabResult, err
 		return GrabResult{}, unavailable("grab", err)
 	}
 	if s.cfg.DisableCoalescing {
-		out := s.settleBatch(ctx, id, []grabRequest{req})
-		return out[0].res, out[0].err
+		// Detached and awaited as a coalesced grab is (see coalescer.grab):
+		// go-redis bounds a read by its ReadTimeout, not by ctx.
+		req.done = make(chan grabOutcome, 1)
+		bctx := batchContext(ctx)
+		go func() { req.done <- s.settleBatch(bctx, id, []grabRequest{req})[0] }()
+		return await(ctx, req.done)
 	}
 	return s.hot.grab(ctx, id, req)
 }

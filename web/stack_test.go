@@ -46,6 +46,8 @@ type stackOptions struct {
 	hub   hub.Config
 	// serve starts an HTTP server on a loopback port (URL).
 	serve bool
+	// direct settles each grab alone (HONGBAO_COALESCE_GRABS=false).
+	direct bool
 }
 
 const stackSecret = "stack-test-secret-0123456789abcdef"
@@ -74,7 +76,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	srv, rdb := redistest.Start(t, o.redis)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
-	store, err := packet.NewStore(rdb, packet.Config{Prefix: "hb", Logger: log, Metrics: packet.NewMetrics(reg)})
+	store, err := packet.NewStore(rdb, packet.Config{Prefix: "hb", Logger: log, Metrics: packet.NewMetrics(reg), DisableCoalescing: o.direct})
 	if err != nil {
 		t.Fatal(err)
 	}
