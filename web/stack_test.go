@@ -48,6 +48,11 @@ type stackOptions struct {
 	serve bool
 	// direct settles each grab alone (HONGBAO_COALESCE_GRABS=false).
 	direct bool
+	// sndbuf, when positive, is the send buffer of every accepted socket.
+	// Loopback sockets otherwise get megabytes of buffer, so a client that
+	// stops reading would take that much traffic to back up; across a real
+	// network a few round trips of data are in flight at most.
+	sndbuf int
 }
 
 const stackSecret = "stack-test-secret-0123456789abcdef"
@@ -106,6 +111,9 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		}
 		httpSrv = &http.Server{Handler: app.Echo(), ReadHeaderTimeout: 10 * time.Second}
 		s.URL = "http://" + ln.Addr().String()
+		if o.sndbuf > 0 {
+			ln = smallSendBuffers{ln, o.sndbuf}
+		}
 		go func() {
 			defer close(served)
 			_ = httpSrv.Serve(ln)
@@ -128,6 +136,20 @@ func newStack(t testing.TB, o stackOptions) *stack {
 		<-hubDone
 	})
 	return s
+}
+
+// smallSendBuffers sets the send buffer of every socket it accepts.
+type smallSendBuffers struct {
+	net.Listener
+	size int
+}
+
+func (l smallSendBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(l.size)
+	}
+	return c, err
 }
 
 // wsURL is the WebSocket address of room for token.
