@@ -133,6 +133,7 @@ func (s *Server) launch(bin string, port int) error {
 		args = append(args, "--enable-debug-command", "local")
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w (%s)", err, installHint)
 	}
