@@ -57,8 +57,8 @@ type stackOptions struct {
 
 const stackSecret = "stack-test-secret-0123456789abcdef"
 
-// stackConfig is the web config of a test stack: generous rate limits and,
-// once the connection caps are merged, caps raised past what a test opens.
+// stackConfig is the web config of a test stack: generous rate limits
+// (newStack raises the connection caps).
 func stackConfig() Config {
 	return Config{
 		Secret:       []byte(stackSecret),
@@ -68,11 +68,6 @@ func stackConfig() Config {
 		GrabBurst:    1e6,
 		ChatRate:     1e6,
 		ChatBurst:    1e6,
-		// CAPS: the per-user and per-IP connection caps (defaults 5 and
-		// 100) apply to these tests once merged. Every test client has a
-		// user of its own, so only the per-IP cap matters (all clients
-		// come from 127.0.0.1): raise it here, e.g.
-		//   MaxConnsPerIP: 1 << 20,
 	}
 }
 
@@ -91,6 +86,13 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	h := hub.New(hc, hub.NewRedisBroker(rdb, hub.RedisBrokerConfig{Prefix: "hb"}), log, hm)
 	wc := o.web
 	wc.Logger, wc.Registerer, wc.Gatherer, wc.Ready = log, reg, reg, store.Ping
+	// CAPS: the connection caps (HONGBAO_MAX_CONNS_PER_USER, default 5;
+	// HONGBAO_MAX_CONNS_PER_IP, default 100; HONGBAO_MAX_ROOMS;
+	// HONGBAO_NEW_ROOMS_PER_IP) apply to every stack once merged. Each test
+	// client has a user of its own, but all of them come from 127.0.0.1,
+	// and a fault test opens up to 2 000: raise the per-IP cap here (and
+	// on hc if the hub holds it), e.g.
+	//   wc.MaxConnsPerIP = 1 << 20
 	app := New(wc, store, h)
 	s := &stack{redis: srv, rdb: rdb, store: store, hub: h, app: app, hubMetrics: hm, reg: reg}
 
