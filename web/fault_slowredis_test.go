@@ -123,11 +123,14 @@ func slowRedisGrabs(t *testing.T, direct bool, stall, clients int) {
 
 	// Redis answers again when the sleeper's reply comes.
 	awake := make(chan struct{})
+	var sleepErr error
 	go func() {
 		defer close(awake)
-		if _, err := bufio.NewReader(sleeper).ReadString('\n'); err != nil {
-			t.Errorf("DEBUG SLEEP: %v", err)
-		}
+		_, sleepErr = bufio.NewReader(sleeper).ReadString('\n')
+	}()
+	defer func() {
+		sleeper.Close()
+		<-awake
 	}()
 	asleep := func() bool {
 		select {
@@ -211,6 +214,9 @@ func slowRedisGrabs(t *testing.T, direct bool, stall, clients int) {
 	}
 	<-awake
 	sampled.Wait()
+	if sleepErr != nil {
+		t.Fatalf("DEBUG SLEEP: %v", sleepErr)
+	}
 	t.Logf("Redis answered again %v after the stall began", time.Since(stallStart).Round(time.Millisecond))
 
 	peakG, peakHeap := before, heapBefore

@@ -74,9 +74,9 @@ func stuckClientsRain(t *testing.T, clients int) {
 	const room = "rain"
 	stuckN := clients / 10
 	readers := make([]*rainReader, clients-stuckN)
+	tokens := st.tokens(t, "r", len(readers))
 	dialAll(t, len(readers), func(i int) error {
-		_, tok := st.user(t, fmt.Sprintf("r%d", i), 0)
-		r, err := dialReader(st.wsURL(room, tok), i < stuckRainGrabbers)
+		r, err := dialReader(st.wsURL(room, tokens[i]), i < stuckRainGrabbers)
 		readers[i] = r
 		return err
 	})
@@ -127,9 +127,9 @@ func stuckClientsRain(t *testing.T, clients int) {
 func rainRound(t *testing.T, st *stack, room, senderTok string, readers []*rainReader, round, stuckN int) []time.Duration {
 	t.Helper()
 	stuck := make([]*websocket.Conn, stuckN)
+	tokens := st.tokens(t, fmt.Sprintf("s%d-", round), stuckN)
 	dialAll(t, stuckN, func(i int) error {
-		_, tok := st.user(t, fmt.Sprintf("s%d-%d", round, i), 0)
-		c, err := dialStuck(st.wsURL(room, tok))
+		c, err := dialStuck(st.wsURL(room, tokens[i]))
 		stuck[i] = c
 		return err
 	})

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -174,6 +175,17 @@ func (s *stack) user(t testing.TB, id string, balance int64) (packet.User, strin
 		t.Fatal(err)
 	}
 	return u, tok
+}
+
+// tokens mints tokens for n new users, prefix0 .. prefix<n-1>, with empty
+// wallets.
+func (s *stack) tokens(t testing.TB, prefix string, n int) []string {
+	t.Helper()
+	out := make([]string, n)
+	for i := range out {
+		_, out[i] = s.user(t, fmt.Sprintf("%s%d", prefix, i), 0)
+	}
+	return out
 }
 
 // auditClean fails t unless the money audit is clean.
