@@ -31,9 +31,8 @@ type stack struct {
 	store *packet.Store
 	hub   *hub.Hub
 	app   *App
-	// hubMetrics counts the hub's evictions, among others.
-	hubMetrics *hub.Metrics
-	reg        *prometheus.Registry
+	// reg holds the hub's, the store's and the App's metrics.
+	reg *prometheus.Registry
 	// URL is the HTTP server's base URL ("" unless served).
 	URL string
 }
@@ -83,8 +82,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	}
 	hc := o.hub
 	hc.Presence = hub.NewRedisPresence(rdb, hub.RedisPresenceConfig{Prefix: "hb"})
-	hm := hub.NewMetrics(reg)
-	h := hub.New(hc, hub.NewRedisBroker(rdb, hub.RedisBrokerConfig{Prefix: "hb"}), log, hm)
+	h := hub.New(hc, hub.NewRedisBroker(rdb, hub.RedisBrokerConfig{Prefix: "hb"}), log, hub.NewMetrics(reg))
 	wc := o.web
 	wc.Logger, wc.Registerer, wc.Gatherer, wc.Ready = log, reg, reg, store.Ping
 	// CAPS: the connection caps (HONGBAO_MAX_CONNS_PER_USER, default 5;
@@ -95,7 +93,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	// on hc if the hub holds it), e.g.
 	//   wc.MaxConnsPerIP = 1 << 20
 	app := New(wc, store, h)
-	s := &stack{redis: srv, rdb: rdb, store: store, hub: h, app: app, hubMetrics: hm, reg: reg}
+	s := &stack{redis: srv, rdb: rdb, store: store, hub: h, app: app, reg: reg}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	hubDone := make(chan struct{})
