@@ -23,21 +23,39 @@ func newCoalescer(s *Store) *coalescer {
 	return &coalescer{s: s, pending: map[string][]grabRequest{}}
 }
 
+// grab settles req in the packet's next batch and returns its outcome, or
+// unavailable when ctx ends first (a stalled Redis must not hold the caller
+// past its deadline). The batch itself is detached and runs on: a grab
+// answered unavailable may still be settled, and then it is paid, like any
+// grab whose reply was lost.
 func (c *coalescer) grab(ctx context.Context, id string, req grabRequest) (GrabResult, error) {
+	req.done = make(chan grabOutcome, 1)
 	c.mu.Lock()
 	if queue, busy := c.pending[id]; busy {
-		req.done = make(chan grabOutcome, 1)
 		c.pending[id] = append(queue, req)
 		c.mu.Unlock()
-		o := <-req.done
-		return o.res, o.err
+	} else {
+		c.pending[id] = nil
+		c.mu.Unlock()
+		bctx := batchContext(ctx)
+		go func() {
+			out := c.s.settleBatch(bctx, id, []grabRequest{req})
+			c.next(id)
+			req.done <- out[0]
+		}()
 	}
-	c.pending[id] = nil
-	c.mu.Unlock()
+	return await(ctx, req.done)
+}
 
-	out := c.s.settleBatch(batchContext(ctx), id, []grabRequest{req})
-	c.next(id)
-	return out[0].res, out[0].err
+// await returns the outcome that done delivers, or unavailable when ctx
+// ends first.
+func await(ctx context.Context, done <-chan grabOutcome) (GrabResult, error) {
+	select {
+	case o := <-done:
+		return o.res, o.err
+	case <-ctx.Done():
+		return GrabResult{}, unavailable("grab", ctx.Err())
+	}
 }
 
 // next hands the grabs that queued up during a batch to a goroutine that

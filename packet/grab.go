@@ -51,8 +51,13 @@ func (s *Store) Grab(ctx context.Context, id string, user User) (GrabResult, err
 		return GrabResult{}, unavailable("grab", err)
 	}
 	if s.cfg.DisableCoalescing {
-		out := s.settleBatch(ctx, id, []grabRequest{req})
-		return out[0].res, out[0].err
+		// Awaited, so the caller is answered at ctx's deadline: go-redis
+		// bounds a read by its ReadTimeout, not by ctx. The call keeps
+		// ctx, so it gives up soon after (a batch of one has no one else
+		// to settle for).
+		req.done = make(chan grabOutcome, 1)
+		go func() { req.done <- s.settleBatch(ctx, id, []grabRequest{req})[0] }()
+		return await(ctx, req.done)
 	}
 	return s.hot.grab(ctx, id, req)
 }

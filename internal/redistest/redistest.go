@@ -38,6 +38,9 @@ type Server struct {
 	// durable servers keep an append-only file (fsync on every write), so a
 	// Restart brings the data back as a production Redis would.
 	durable bool
+	// debug servers accept DEBUG (e.g. DEBUG SLEEP), which Redis 7 refuses
+	// by default.
+	debug bool
 
 	mu      sync.Mutex
 	nextDB  int
@@ -119,12 +122,18 @@ func (s *Server) launch(bin string, port int) error {
 	if s.durable {
 		appendonly = "yes"
 	}
-	cmd := exec.Command(bin,
+	args := []string{
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", appendonly, "--appendfsync", "always",
 		"--databases", strconv.Itoa(s.maxDB),
 		"--dir", s.dir, "--logfile", filepath.Join(s.dir, "redis.log"),
-	)
+	}
+	if s.debug && majorVersion(bin) >= 7 {
+		// Older servers have no such option and always accept DEBUG.
+		args = append(args, "--enable-debug-command", "local")
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start redis-server: %w (%s)", err, installHint)
 	}
@@ -167,11 +176,32 @@ func (s *Server) kill() {
 // crashed production Redis comes back with.
 func Durable(t testing.TB) (*Server, *redis.Client) {
 	t.Helper()
+	return Start(t, Options{Durable: true})
+}
+
+// Options shape a private server started by Start.
+type Options struct {
+	// Durable keeps an append-only file fsynced on every write, so a
+	// Restart brings the data back. Default false: a restart comes back
+	// empty.
+	Durable bool
+	// Debug enables the DEBUG command (DEBUG SLEEP makes the server
+	// unresponsive for a while), off by default since Redis 7. Default
+	// false.
+	Debug bool
+}
+
+// Start starts a private redis-server for t alone, stopped when t ends, and
+// returns it with a client for its database 0. Use it rather than New for
+// a test that stalls, kills or reconfigures the server, so other tests of
+// the package never feel it.
+func Start(t testing.TB, o Options) (*Server, *redis.Client) {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		t.Fatalf("redistest: %s", installHint)
 	}
-	s := &Server{Private: true, durable: true, maxDB: 16}
+	s := &Server{Private: true, durable: o.Durable, debug: o.Debug, maxDB: 16}
 	if err := s.launch(bin, 0); err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
@@ -256,6 +286,23 @@ func (d *DB) Client() *redis.Client {
 
 // URL returns a redis:// URL for this database.
 func (d *DB) URL() string { return d.Server.URL(d.Index) }
+
+// majorVersion is the major version of the redis-server at bin, 0 when it
+// cannot tell.
+func majorVersion(bin string) int {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return 0
+	}
+	// "Redis server v=7.0.15 sha=..."
+	_, v, ok := strings.Cut(string(out), " v=")
+	if !ok {
+		return 0
+	}
+	major, _, _ := strings.Cut(v, ".")
+	n, _ := strconv.Atoi(major)
+	return n
+}
 
 // FreePort asks the kernel for a free TCP port on the loopback interface.
 func FreePort() (int, error) {
