@@ -46,7 +46,10 @@ type instance struct {
 
 // openRedis connects to REDIS_URL: one URL for a single Redis, a URL with
 // addr= parameters or a comma-separated list for a cluster. With no URL it
-// starts an embedded in-memory Redis.
+// starts an embedded in-memory Redis. Every client honours its callers'
+// deadlines (ContextTimeoutEnabled): without it go-redis bounds a command by
+// its own read timeout, so a stalled Redis would hold a request past the
+// timeout it was promised.
 func openRedis(url string) (redis.UniversalClient, *miniredis.Miniredis, bool, error) {
 	switch {
 	case url == "":
@@ -54,7 +57,7 @@ func openRedis(url string) (redis.UniversalClient, *miniredis.Miniredis, bool, e
 		if err := m.Start(); err != nil {
 			return nil, nil, false, fmt.Errorf("embedded redis: %w", err)
 		}
-		return redis.NewClient(&redis.Options{Addr: m.Addr()}), m, false, nil
+		return redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true}), m, false, nil
 	case strings.Contains(url, ","):
 		var addrs []string
 		var base *redis.Options
@@ -73,19 +76,25 @@ func openRedis(url string) (redis.UniversalClient, *miniredis.Miniredis, bool, e
 			addrs = append(addrs, o.Addr)
 		}
 		return redis.NewClusterClient(&redis.ClusterOptions{
-			Addrs: addrs, Username: base.Username, Password: base.Password, TLSConfig: base.TLSConfig,
+			Addrs:                 addrs,
+			Username:              base.Username,
+			Password:              base.Password,
+			TLSConfig:             base.TLSConfig,
+			ContextTimeoutEnabled: true,
 		}), nil, true, nil
 	case strings.Contains(url, "addr="):
 		o, err := redis.ParseClusterURL(url)
 		if err != nil {
 			return nil, nil, false, fmt.Errorf("REDIS_URL: %w", err)
 		}
+		o.ContextTimeoutEnabled = true
 		return redis.NewClusterClient(o), nil, true, nil
 	default:
 		o, err := redis.ParseURL(url)
 		if err != nil {
 			return nil, nil, false, fmt.Errorf("REDIS_URL: %w", err)
 		}
+		o.ContextTimeoutEnabled = true
 		return redis.NewClient(o), nil, false, nil
 	}
 }

@@ -85,13 +85,11 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	h := hub.New(hc, hub.NewRedisBroker(rdb, hub.RedisBrokerConfig{Prefix: "hb"}), log, hub.NewMetrics(reg))
 	wc := o.web
 	wc.Logger, wc.Registerer, wc.Gatherer, wc.Ready = log, reg, reg, store.Ping
-	// CAPS: the connection caps (HONGBAO_MAX_CONNS_PER_USER, default 5;
-	// HONGBAO_MAX_CONNS_PER_IP, default 100; HONGBAO_MAX_ROOMS;
-	// HONGBAO_NEW_ROOMS_PER_IP) apply to every stack once merged. Each test
-	// client has a user of its own, but all of them come from 127.0.0.1,
-	// and a fault test opens up to 2 000: raise the per-IP cap here (and
-	// on hc if the hub holds it), e.g.
-	//   wc.MaxConnsPerIP = 1 << 20
+	// Every test client has a user of its own, but all of them come from
+	// 127.0.0.1, and a fault test opens up to 2 000 and retries fast: the
+	// per-address caps and the frame budget are raised.
+	wc.MaxConnsPerIP, wc.NewRoomsPerIP = -1, -1
+	wc.FrameRate, wc.FrameBurst = 1e6, 1e6
 	app := New(wc, store, h)
 	s := &stack{redis: srv, rdb: rdb, store: store, hub: h, app: app, reg: reg}
 
