@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/hongbao-dev/hongbao/internal/goroutinetest"
 	"github.com/hongbao-dev/hongbao/internal/redistest"
 )
 
@@ -128,6 +129,7 @@ func (r countingReceiver) Resubscribed(room string) {
 // every frame, in order, each once (or a resync where history cannot fill
 // the gap, which it always can here).
 func TestClusterSlotMigrationKeepsDelivering(t *testing.T) {
+	goroutinetest.Baseline(t)
 	rdb := redistest.NewCluster(t)
 	prefix := testPrefix(t)
 	ba := &resubCounter{Broker: NewRedisBroker(rdb, RedisBrokerConfig{Prefix: prefix, Sharded: true})}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hongbao-dev/hongbao/internal/goroutinetest"
 	"github.com/hongbao-dev/hongbao/internal/redistest"
 )
 
@@ -37,6 +38,7 @@ type rainPlan struct {
 }
 
 func redisKilledMidRain(t *testing.T, config func(testing.TB, string) Config) {
+	goroutinetest.Baseline(t)
 	rs, _ := redistest.Durable(t)
 	cfg := config(t, rs.URL(0))
 	cfg.GrabRate, cfg.GrabBurst = 10000, 10000
