@@ -175,18 +175,33 @@ const (
 	placeBackoffMax = 2 * time.Second
 )
 
+// DefaultRedisBrokerConfig returns a RedisBrokerConfig with every default
+// filled in explicitly.
+func DefaultRedisBrokerConfig() RedisBrokerConfig {
+	return RedisBrokerConfig{
+		Prefix:           "hb",
+		SubscribeTimeout: 5 * time.Second,
+		HealthInterval:   3 * time.Second,
+		HistorySize:      DefaultHistorySize,
+		HistoryTTL:       DefaultHistoryTTL,
+		HistoryMetaTTL:   DefaultHistoryMetaTTL,
+		RecentSize:       DefaultRecentSize,
+	}
+}
+
 // NewRedisBroker returns a broker on rdb. The broker never closes rdb; the
 // caller owns it. Sharded with a *redis.ClusterClient, subscriptions follow
 // the cluster's slot map; with any other client, one node is assumed.
 func NewRedisBroker(rdb redis.UniversalClient, cfg RedisBrokerConfig) *RedisBroker {
+	d := DefaultRedisBrokerConfig()
 	if cfg.Prefix == "" {
-		cfg.Prefix = "hb"
+		cfg.Prefix = d.Prefix
 	}
 	if cfg.SubscribeTimeout <= 0 {
-		cfg.SubscribeTimeout = 5 * time.Second
+		cfg.SubscribeTimeout = d.SubscribeTimeout
 	}
 	if cfg.HealthInterval <= 0 {
-		cfg.HealthInterval = 3 * time.Second
+		cfg.HealthInterval = d.HealthInterval
 	}
 	b := &RedisBroker{
 		rdb:     rdb,

@@ -154,7 +154,15 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 		}
 		return nil, err
 	}
-	broker := hub.NewRedisBroker(rdb, hub.RedisBrokerConfig{Prefix: cfg.KeyPrefix, Sharded: cluster, NoShebang: mini != nil})
+	broker := hub.NewRedisBroker(rdb, hub.RedisBrokerConfig{
+		Prefix:         cfg.KeyPrefix,
+		Sharded:        cluster,
+		HistorySize:    cfg.HistorySize,
+		HistoryTTL:     cfg.HistoryTTL,
+		HistoryMetaTTL: cfg.HistoryMetaTTL,
+		RecentSize:     cfg.RecentChat,
+		NoShebang:      mini != nil,
+	})
 	h := hub.New(hub.Config{
 		NewThrottle: web.ProgressThrottles(cfg.ProgressAbove),
 		SendQueue:   cfg.SendQueue,

@@ -61,6 +61,11 @@ type Config struct {
 	WaitReplicas    int
 	ReconcileEvery  time.Duration
 	TrustedProxies  string
+	// The rooms' event history (hub.RedisBrokerConfig documents each).
+	HistorySize    int
+	HistoryTTL     time.Duration
+	HistoryMetaTTL time.Duration
+	RecentChat     int
 	// Connection caps and the frame budget (web.Config documents each).
 	MaxConnsPerUser int
 	MaxConnsPerIP   int
@@ -82,7 +87,12 @@ const minSecret = 32
 // are set here.
 func defaultConfig() Config {
 	h, p, w := hub.DefaultConfig(), packet.DefaultConfig(), web.DefaultConfig()
+	b := hub.DefaultRedisBrokerConfig()
 	return Config{
+		HistorySize:     b.HistorySize,
+		HistoryTTL:      b.HistoryTTL,
+		HistoryMetaTTL:  b.HistoryMetaTTL,
+		RecentChat:      b.RecentSize,
 		Addr:            ":8080",
 		KeyPrefix:       p.Prefix,
 		StartingBalance: w.StartingBalance,
@@ -219,6 +229,10 @@ func registerFlags(fs *flag.FlagSet, c *Config) ([]setting, []error) {
 	str(&c.LogFormat, "log-format", "HONGBAO_LOG_FORMAT", d.LogFormat, "text or json", oneOf("text", "json"))
 	str(&c.PprofAddr, "pprof-addr", "HONGBAO_PPROF_ADDR", d.PprofAddr, "listen address for net/http/pprof (e.g. 127.0.0.1:6060); empty disables it", optional(hostPort))
 	str(&c.TrustedProxies, "trusted-proxies", "HONGBAO_TRUSTED_PROXIES", d.TrustedProxies, "comma-separated CIDRs of the proxies whose X-Forwarded-For is believed; empty believes nobody's", cidrs)
+	num(&c.HistorySize, "history-size", "HONGBAO_HISTORY_SIZE", d.HistorySize, "durable events (packet, rain, finished, chat) each room keeps for clients that reconnect with since", atLeast(1))
+	dur(&c.HistoryTTL, "history-ttl", "HONGBAO_HISTORY_TTL", d.HistoryTTL, "how long a durable event stays recoverable; older gaps get resync", over[time.Duration](0))
+	dur(&c.HistoryMetaTTL, "history-meta-ttl", "HONGBAO_HISTORY_META_TTL", d.HistoryMetaTTL, "how long a quiet room keeps its seq and epoch; after that it starts a new epoch", over[time.Duration](0))
+	num(&c.RecentChat, "recent-chat", "HONGBAO_RECENT_CHAT", d.RecentChat, "chat messages a room keeps for every joiner", atLeast(1))
 	num(&c.MaxConnsPerUser, "max-conns-per-user", "HONGBAO_MAX_CONNS_PER_USER", d.MaxConnsPerUser, "WebSockets one user may hold on this instance; one more is closed with 4001 (-1: no cap)", minusOneOrPositive)
 	num(&c.MaxConnsPerIP, "max-conns-per-ip", "HONGBAO_MAX_CONNS_PER_IP", d.MaxConnsPerIP, "WebSockets one client address (IPv6: its /64) may hold on this instance; one more is closed with 4002 (-1: no cap)", minusOneOrPositive)
 	num(&c.MaxRooms, "max-rooms", "HONGBAO_MAX_ROOMS", d.MaxRooms, "rooms with members on this instance; a connection opening one more is closed with 4003 (-1: no cap)", minusOneOrPositive)

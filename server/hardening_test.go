@@ -143,6 +143,7 @@ func TestDefaultsComeFromPackages(t *testing.T) {
 		t.Fatal(err)
 	}
 	h, p, w := hub.DefaultConfig(), packet.DefaultConfig(), web.DefaultConfig()
+	b := hub.DefaultRedisBrokerConfig()
 	for _, tc := range []struct {
 		name      string
 		got, want any
@@ -158,6 +159,10 @@ func TestDefaultsComeFromPackages(t *testing.T) {
 		{"grab burst", c.GrabBurst, w.GrabBurst},
 		{"session burst", c.SessionBurst, w.SessionBurst},
 		{"starting balance", c.StartingBalance, w.StartingBalance},
+		{"history size", c.HistorySize, b.HistorySize},
+		{"history ttl", c.HistoryTTL, b.HistoryTTL},
+		{"recent chat", c.RecentChat, b.RecentSize},
+		{"max conns per user", c.MaxConnsPerUser, w.MaxConnsPerUser},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: default %v, package default %v", tc.name, tc.got, tc.want)

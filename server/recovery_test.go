@@ -132,6 +132,36 @@ func TestReconnectWithSinceGetsMissedPackets(t *testing.T) {
 	auditClean(t, s)
 }
 
+// A room keeps HONGBAO_HISTORY_SIZE durable events: a client that missed
+// more than that is told to resync, and one that missed fewer recovers.
+func TestHistorySizeBoundsRecovery(t *testing.T) {
+	db, _ := redistest.New(t)
+	cfg := testConfig(t, db.URL())
+	cfg.HistorySize = 2
+	s := startServer(t, cfg)
+	_, senderTok := session(t, s, "Sender")
+	_, viewerTok := session(t, s, "Viewer")
+	c := mustDial(t, s, "short", viewerTok)
+	newPacket(t, s, senderTok, "short", onePacket)
+	seen := awaitPackets(t, c, 1)[0]
+	_ = c.conn.Close()
+	<-c.closed
+	for i := 0; i < 3; i++ {
+		newPacket(t, s, senderTok, "short", onePacket)
+	}
+	far, w := dialSince(t, s, "short", viewerTok, fmt.Sprint(seen.Epoch, ":", seen.Seq))
+	if w.Recovered == nil || *w.Recovered {
+		t.Fatalf("3 missed with a history of 2: welcome %+v, want recovered false", w)
+	}
+	far.waitFor("resync", nil, 5*time.Second)
+	near, w := dialSince(t, s, "short", viewerTok, fmt.Sprint(seen.Epoch, ":", seen.Seq+2))
+	if w.Recovered == nil || !*w.Recovered {
+		t.Fatalf("1 missed with a history of 2: welcome %+v, want recovered", w)
+	}
+	awaitPackets(t, near, 1)
+	auditClean(t, s)
+}
+
 // A fresh joiner gets the room's last 50 chat messages, oldest first, each
 // once, and no more.
 func TestJoinerGetsLast50Chats(t *testing.T) {
