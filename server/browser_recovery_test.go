@@ -5,7 +5,6 @@ package main
 // while it was away, by since=<epoch>:<seq> (docs/protocol.md, "Recovery").
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"strings"
