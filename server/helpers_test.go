@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -25,7 +27,37 @@ import (
 func TestMain(m *testing.M) {
 	code := pgtest.Run(m)
 	redistest.Stop()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
 	os.Exit(code)
+}
+
+// binDir holds the server binary that serverBinary builds, once per test
+// binary, for the tests that run the server as a process.
+var (
+	binDir   string
+	binOnce  sync.Once
+	binPath  string
+	binBuild error
+)
+
+// serverBinary builds the server (once) and returns its path.
+func serverBinary(t testing.TB) string {
+	t.Helper()
+	binOnce.Do(func() {
+		if binDir, binBuild = os.MkdirTemp("", "hongbao-bin-"); binBuild != nil {
+			return
+		}
+		binPath = filepath.Join(binDir, "hongbao")
+		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
+			binBuild = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if binBuild != nil {
+		t.Fatal(binBuild)
+	}
+	return binPath
 }
 
 const testSecret = "test-secret-0123456789abcdef0123"

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -25,10 +24,7 @@ func TestServerProcess(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a server process")
 	}
-	bin := filepath.Join(t.TempDir(), "hongbao")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := serverBinary(t)
 	t.Run("bad settings exit 2", func(t *testing.T) { badSettingsExit2(t, bin) })
 	for _, mode := range modes {
 		t.Run("SIGTERM during a race/"+mode.name, func(t *testing.T) { sigtermMidRace(t, bin, mode.config) })
