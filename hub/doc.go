@@ -78,9 +78,9 @@
 //
 // # Cost per delivery
 //
-// On two cores, a broadcast to 10 000 idle loopback connections costs about
-// 12 µs of server CPU per delivery (TestIdleConnectionsLoad), three quarters
-// of it the write syscall. Two alternatives were measured and dropped as
+// Most of a delivery's CPU is the write syscall (TestIdleConnectionsLoad
+// measures it; BENCHMARKS.md has the figures). Two alternatives were
+// measured and dropped as
 // within noise: a fixed pool of GOMAXPROCS goroutines writing for every
 // member in turn (saves starting a goroutine per member, but a member whose
 // socket buffer is full would stall the pool), and writing pre-framed bytes
@@ -91,16 +91,16 @@
 //
 // # Memory per connection
 //
-// An idle connection costs its read goroutine's stack (4 KB), the Client
-// (about 250 bytes, with a one-slot queue once a frame has been sent),
-// gorilla's Conn with its read buffer, and the socket. Whatever calls Serve
+// An idle connection costs its read goroutine's stack, the Client (with a
+// one-slot queue once a frame has been sent), gorilla's Conn with its read
+// buffer, and the socket. Whatever calls Serve
 // from an HTTP handler should call it on a goroutine of its own and let the
 // handler return (with a context detached from the request, which net/http
 // cancels on return): as long as the handler runs, net/http pins the
-// hijacked connection's 4 KB bufio reader and writer, its request and its
+// hijacked connection's bufio reader and writer, its request and its
 // goroutine. Detached, with a small ReadBufferSize and a WriteBufferPool (so
 // gorilla holds neither of net/http's buffers), an idle connection costs
-// about 8.2 KB of RSS on linux/amd64; blocking in the handler, about 19 KB.
+// about half the RSS it costs blocking in the handler.
 // TestIdleConnectionsLoad measures it (HUB_LOAD_DETACH=1 for the detached
-// way).
+// way); BENCHMARKS.md has the figures.
 package hub

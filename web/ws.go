@@ -60,9 +60,9 @@ func (a *App) serveWS(c echo.Context) error {
 	}
 	s := a.newSession(conn, u)
 	// The connection gets a goroutine of its own and this handler returns, so
-	// net/http drops the request's 4 KB read and write buffers and its own
-	// goroutine instead of holding them for the connection's life: RSS per
-	// idle connection 18.9 KB -> 8.2 KB (hub's TestIdleConnectionsLoad).
+	// net/http drops the request's read and write buffers and its own
+	// goroutine instead of holding them for the connection's life (hub's
+	// TestIdleConnectionsLoad measures the difference).
 	// net/http cancels the request context on return; the hub's Shutdown is
 	// what ends the connection.
 	go func() {
