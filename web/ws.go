@@ -149,6 +149,8 @@ type clientMessage struct {
 	Ref      string `json:"ref"`
 	PacketID string `json:"packet_id"`
 	Text     string `json:"text"`
+	// Password is a grab's phrase for a password packet.
+	Password string `json:"password"`
 }
 
 func (s *wsSession) OnOpen(ctx context.Context, c *hub.Client) {
@@ -159,6 +161,17 @@ func (s *wsSession) OnOpen(ctx context.Context, c *hub.Client) {
 		w.Recovered = &recovered
 	}
 	s.send(c, w)
+	s.rememberName(ctx)
+}
+
+// rememberName records the token's name in the user directory, after the
+// welcome and briefly: a slow Redis must not hold the connection's frames.
+func (s *wsSession) rememberName(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := s.app.store.RememberName(ctx, s.user); err != nil {
+		s.app.log.Warn("remembering a name failed; exclusive packets show the id", "user", s.user.ID, "err", err)
+	}
 }
 
 func (s *wsSession) OnClose(*hub.Client) {}
@@ -209,7 +222,7 @@ func (s *wsSession) grab(ctx context.Context, m clientMessage) (packet.GrabResul
 	if m.PacketID == "" {
 		return packet.GrabResult{}, invalid("packet_id is required")
 	}
-	return s.app.grab(ctx, s.user, m.PacketID)
+	return s.app.grab(ctx, s.user, m.PacketID, m.Password)
 }
 
 func (s *wsSession) chat(ctx context.Context, c *hub.Client, m clientMessage) error {
