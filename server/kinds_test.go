@@ -348,3 +348,23 @@ func TestLedgerKeepsKinds(t *testing.T) {
 	wantGrab(t, s2, "carol, right phrase", carolTok, pw.ID, map[string]string{"password": "芝麻开门"}, 200, "")
 	wantGrab(t, s2, "carol, countdown", carolTok, cd.ID, nil, 425, "not_yet")
 }
+
+// The embedded demo Redis runs the kinds' scripts too (cjson, SMISMEMBER).
+func TestKindsEmbeddedMode(t *testing.T) {
+	s := startServer(t, testConfig(t, ""))
+	if s.mini == nil {
+		t.Fatal("not in embedded mode")
+	}
+	_, alice := session(t, s, "Alice")
+	bob, bobTok := session(t, s, "Bob")
+	_, carolTok := session(t, s, "Carol")
+	ex := newPacket(t, s, alice, "r", map[string]any{"kind": "lucky", "total": 100, "count": 2, "to": []string{bob.ID}})
+	if len(ex.To) != 1 || ex.To[0].Name != "Bob" {
+		t.Fatalf("to: %+v", ex.To)
+	}
+	wantGrab(t, s, "carol", carolTok, ex.ID, nil, 403, "not_for_you")
+	wantGrab(t, s, "bob", bobTok, ex.ID, nil, 200, "")
+	pw := newPacket(t, s, alice, "r", map[string]any{"kind": "equal", "total": 100, "count": 1, "password": "é"})
+	wantGrab(t, s, "carol, wrong", carolTok, pw.ID, map[string]string{"password": "e"}, 403, "wrong_password")
+	wantGrab(t, s, "carol, right", carolTok, pw.ID, map[string]string{"password": "e\u0301"}, 200, "")
+}
