@@ -50,6 +50,9 @@ func (a *App) serveWS(c echo.Context) error {
 		a.metrics.reject("token")
 		return err
 	}
+	// Before the upgrade: a slow Redis then delays the handshake (by at
+	// most a second), never a frame the client sent once connected.
+	a.rememberName(r.Context(), u)
 	conn, err := a.upgrader.Upgrade(c.Response(), r, accept)
 	if err != nil {
 		return nil // the upgrader has answered the client
@@ -161,16 +164,15 @@ func (s *wsSession) OnOpen(ctx context.Context, c *hub.Client) {
 		w.Recovered = &recovered
 	}
 	s.send(c, w)
-	s.rememberName(ctx)
 }
 
-// rememberName records the token's name in the user directory, after the
-// welcome and briefly: a slow Redis must not hold the connection's frames.
-func (s *wsSession) rememberName(ctx context.Context) {
+// rememberName records the token's name in the user directory, briefly:
+// exclusive packets show it, and nothing else waits for it.
+func (a *App) rememberName(ctx context.Context, u packet.User) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	if err := s.app.store.RememberName(ctx, s.user); err != nil {
-		s.app.log.Warn("remembering a name failed; exclusive packets show the id", "user", s.user.ID, "err", err)
+	if err := a.store.RememberName(ctx, u); err != nil {
+		a.log.Warn("remembering a name failed; exclusive packets show the id", "user", u.ID, "err", err)
 	}
 }
 
