@@ -89,6 +89,13 @@ type Packet struct {
 	CreatedAt, VisibleAt, ExpiresAt, DueAt         int64
 	Shares                                         []int64
 	RainID                                         string
+	// To and ToNames are an exclusive packet's users, position for
+	// position; empty for anyone.
+	To, ToNames []string
+	// Password is a password packet's phrase, "" for none.
+	Password string
+	// OpensAt is a countdown packet's opening time, 0 for others.
+	OpensAt int64
 }
 
 // Idempotency ties an Open to a client's Idempotency-Key: Response is what
@@ -270,10 +277,11 @@ func recordPackets(ctx context.Context, tx pgx.Tx, packets []Packet) error {
 			rain = &p.RainID
 		}
 		b.Queue(`insert into packets (id, room, sender_id, sender_name, kind, total, count, greeting,
-				created_at, visible_at, expires_at, shares, rain_id, due_at)
-			values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+				created_at, visible_at, expires_at, shares, rain_id, due_at, to_ids, to_names, password, opens_at)
+			values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`,
 			p.ID, p.Room, p.SenderID, p.SenderName, p.Kind, p.Total, p.Count, p.Greeting,
-			p.CreatedAt, p.VisibleAt, p.ExpiresAt, p.Shares, rain, p.DueAt)
+			p.CreatedAt, p.VisibleAt, p.ExpiresAt, p.Shares, rain, p.DueAt,
+			nonNil(p.To), nonNil(p.ToNames), p.Password, p.OpensAt)
 	}
 	b.Queue(`insert into accounts (id, kind, owner, balance)
 		select 'escrow:' || id, 'escrow', id, total from unnest($1::text[], $2::bigint[]) as u(id, total)`, ids, totals)
@@ -298,4 +306,12 @@ func (l *Ledger) ForgetIdempotency(ctx context.Context, olderThan time.Duration)
 		return 0, fmt.Errorf("ledger: forget idempotency: %w", err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// nonNil is list, or an empty one for nil (the columns are not null).
+func nonNil(list []string) []string {
+	if list == nil {
+		return []string{}
+	}
+	return list
 }

@@ -63,11 +63,13 @@ func (l *Ledger) Packet(ctx context.Context, id string) (*PacketView, error) {
 	err := l.readTx(ctx, func(tx pgx.Tx) error {
 		err := tx.QueryRow(ctx, `select id::text, room, sender_id, sender_name, kind, greeting, total, count,
 				created_at, visible_at, expires_at, due_at, shares, coalesce(rain_id::text, ''),
-				status, coalesce(finished_at, 0), coalesce(refunded, 0), settled_at is not null
+				status, coalesce(finished_at, 0), coalesce(refunded, 0), settled_at is not null,
+				to_ids, to_names, password, opens_at
 			from packets where id = $1`, id).Scan(
 			&v.ID, &v.Room, &v.SenderID, &v.SenderName, &v.Kind, &v.Greeting, &v.Total, &v.Count,
 			&v.CreatedAt, &v.VisibleAt, &v.ExpiresAt, &v.DueAt, &v.Shares, &v.RainID,
-			&v.Status, &v.FinishedAt, &v.Refunded, &v.Settled)
+			&v.Status, &v.FinishedAt, &v.Refunded, &v.Settled,
+			&v.To, &v.ToNames, &v.Password, &v.OpensAt)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return ErrNotFound
 		}
@@ -159,7 +161,8 @@ func (l *Ledger) listPackets(ctx context.Context, column, value, viewer, cursor 
 	n := pageSize(limit)
 	rows, err := l.pool.Query(ctx, `select p.id::text, p.room, p.sender_id, p.sender_name, p.kind, p.greeting,
 			p.total, p.count, p.created_at, p.visible_at, p.expires_at, p.due_at, coalesce(p.rain_id::text, ''),
-			p.status, coalesce(p.refunded, 0), p.settled_at is not null, s.n, s.amount, mine.amount
+			p.status, coalesce(p.refunded, 0), p.settled_at is not null, s.n, s.amount, mine.amount,
+			p.to_ids, p.to_names, p.password, p.opens_at
 		from packets p
 		cross join lateral (select count(*)::int as n, coalesce(sum(amount), 0)::bigint as amount
 			from claims c where c.packet_id = p.id) s
@@ -173,7 +176,8 @@ func (l *Ledger) listPackets(ctx context.Context, column, value, viewer, cursor 
 		var x Listed
 		err := row.Scan(&x.ID, &x.Room, &x.SenderID, &x.SenderName, &x.Kind, &x.Greeting,
 			&x.Total, &x.Count, &x.CreatedAt, &x.VisibleAt, &x.ExpiresAt, &x.DueAt, &x.RainID,
-			&x.Status, &x.Refunded, &x.Settled, &x.ClaimedCount, &x.ClaimedAmount, &x.Mine)
+			&x.Status, &x.Refunded, &x.Settled, &x.ClaimedCount, &x.ClaimedAmount, &x.Mine,
+			&x.To, &x.ToNames, &x.Password, &x.OpensAt)
 		return x, err
 	})
 	if err != nil || len(list) <= n {

@@ -29,6 +29,14 @@ type CreateRequest struct {
 	VisibleAt time.Time
 	// RainID names the rain the packet falls in; "" for a lone packet.
 	RainID string
+	// To makes the packet exclusive to these user ids (1..MaxRecipients,
+	// distinct); nil for anyone. Store.Address checks and names them.
+	To []string
+	// Password, when not "", is the phrase every grab must carry.
+	Password string
+	// OpensAt, when not zero, makes a countdown packet: grabs open then,
+	// at most MaxCountdown ahead, and it expires TTL after.
+	OpensAt time.Time
 }
 
 // Draft is a validated packet with its pre-split shares, not created yet.
@@ -131,16 +139,23 @@ func (s *Store) Draft(req CreateRequest) (*Draft, error) {
 		return nil, unavailable("create", err)
 	}
 	now := s.cfg.Now()
+	p := Packet{ID: id.String(), Room: req.Room, Sender: req.Sender, Kind: req.Kind,
+		Total: req.Total, Count: req.Count, Greeting: req.Greeting, CreatedAt: now.UnixMilli()}
+	if err := draftKinds(req, &p, now); err != nil {
+		return nil, err
+	}
 	visible := req.VisibleAt
+	if p.OpensAt != 0 {
+		visible = req.OpensAt
+	}
 	if visible.IsZero() || visible.Before(now) {
 		visible = now
 	}
-	return &Draft{Packet: Packet{
-		ID: id.String(), Room: req.Room, Sender: req.Sender, Kind: req.Kind,
-		Total: req.Total, Count: req.Count, Greeting: req.Greeting,
-		CreatedAt: now.UnixMilli(), VisibleAt: visible.UnixMilli(),
-		ExpiresAt: visible.Add(ttl).UnixMilli(),
-	}, RainID: req.RainID, shares: shares}, nil
+	p.VisibleAt, p.ExpiresAt = visible.UnixMilli(), visible.Add(ttl).UnixMilli()
+	if p.OpensAt != 0 {
+		p.OpensAt = p.VisibleAt
+	}
+	return &Draft{Packet: p, RainID: req.RainID, shares: shares}, nil
 }
 
 func (s *Store) openLedger(ctx context.Context, drafts []*Draft, idem *Idempotency) (*Opened, error) {
@@ -193,6 +208,7 @@ func (d *Draft) ledgerPacket(dueAt int64) ledger.Packet {
 		ID: d.ID, Room: d.Room, SenderID: d.Sender.ID, SenderName: d.Sender.Name, Kind: string(d.Kind),
 		Greeting: d.Greeting, Total: d.Total, Count: d.Count, CreatedAt: d.CreatedAt,
 		VisibleAt: d.VisibleAt, ExpiresAt: d.ExpiresAt, DueAt: dueAt, Shares: d.shares, RainID: d.RainID,
+		To: userIDs(d.To), ToNames: userNames(d.To), Password: d.Password, OpensAt: d.OpensAt,
 	}
 }
 
@@ -204,9 +220,14 @@ func (s *Store) storeCmd(ctx context.Context, c redis.Scripter, d *Draft, status
 	for _, sh := range shares {
 		left += sh
 	}
-	args := make([]any, 0, 14+2*len(claims)+len(shares))
+	to, err := toJSON(d.To)
+	if err != nil {
+		return redis.NewCmdResult(nil, err)
+	}
+	args := make([]any, 0, 18+2*len(claims)+len(shares))
 	args = append(args, d.ID, d.Room, d.Sender.ID, d.Sender.Name, string(d.Kind), d.Total, d.Count,
-		d.Greeting, d.CreatedAt, d.VisibleAt, d.ExpiresAt, string(status), left, len(claims))
+		d.Greeting, d.CreatedAt, d.VisibleAt, d.ExpiresAt, string(status), left, len(claims),
+		to, d.Password, passwordHash(d.Password), d.OpensAt)
 	for _, c := range claims {
 		args = append(args, c.UserID, formatClaim(c.Seq, c.Amount, c.At, "", c.UserName))
 	}
@@ -214,7 +235,8 @@ func (s *Store) storeCmd(ctx context.Context, c redis.Scripter, d *Draft, status
 		left -= sh
 		args = append(args, strconv.FormatInt(sh, 10)+":"+strconv.FormatInt(left, 10))
 	}
-	return s.lua.create.Run(ctx, c, s.k.packetKeys(d.ID)[:3], args...)
+	keys := s.k.packetKeys(d.ID)
+	return s.lua.create.Run(ctx, c, []string{keys[0], keys[1], keys[2], s.k.to(d.ID)}, args...)
 }
 
 // formatClaim is a claim as the claims hash keeps it.

@@ -23,6 +23,8 @@ var (
 	ErrSoldOut             = &Error{Code: "sold_out", Message: "all shares are taken"}
 	ErrExpired             = &Error{Code: "expired", Message: "the packet has expired"}
 	ErrNotYet              = &Error{Code: "not_yet", Message: "the packet is not open yet"}
+	ErrNotForYou           = &Error{Code: "not_for_you", Message: "this packet is for someone else"}
+	ErrWrongPassword       = &Error{Code: "wrong_password", Message: "that is not the packet's password"}
 	ErrInsufficientFunds   = &Error{Code: "insufficient_funds", Message: "the wallet balance is too low"}
 	ErrUnavailable         = &Error{Code: "unavailable", Message: "the store could not complete the request; try again"}
 	ErrIdempotencyConflict = &Error{Code: "idempotency_conflict", Message: "this Idempotency-Key was used for a different request"}

@@ -8,7 +8,7 @@ func (s *Store) grabOnly(ctx context.Context, id string, user User) (GrabResult,
 	if err := checkGrab(id, user); err != nil {
 		return GrabResult{}, err
 	}
-	req, err := newGrabRequest(user)
+	req, err := newGrabRequest(user, "")
 	if err != nil {
 		return GrabResult{}, err
 	}

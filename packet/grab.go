@@ -43,10 +43,17 @@ type GrabResult struct {
 // with the same outcome for every user as if each had grabbed alone, in
 // arrival order.
 func (s *Store) Grab(ctx context.Context, id string, user User) (GrabResult, error) {
+	return s.GrabWithPassword(ctx, id, user, "")
+}
+
+// GrabWithPassword is Grab carrying a phrase for a password packet ("" for
+// none). The script compares it after NFC normalisation; a wrong one is
+// refused with ErrWrongPassword and is no grab: the user may try again.
+func (s *Store) GrabWithPassword(ctx context.Context, id string, user User, password string) (GrabResult, error) {
 	if err := checkGrab(id, user); err != nil {
 		return GrabResult{}, err
 	}
-	req, err := newGrabRequest(user)
+	req, err := newGrabRequest(user, password)
 	if err != nil {
 		return GrabResult{}, unavailable("grab", err)
 	}
@@ -77,15 +84,17 @@ type grabRequest struct {
 	// token names this one grab, so that a script call retried after a lost
 	// reply recognises the claim it made and answers as it did the first time.
 	token string
-	done  chan grabOutcome
+	// password is the SHA-256 of the grab's normalised phrase, "" for none.
+	password string
+	done     chan grabOutcome
 }
 
-func newGrabRequest(user User) (grabRequest, error) {
+func newGrabRequest(user User, password string) (grabRequest, error) {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return grabRequest{}, err
 	}
-	return grabRequest{user: user, token: hex.EncodeToString(b[:])}, nil
+	return grabRequest{user: user, token: hex.EncodeToString(b[:]), password: passwordHash(password)}, nil
 }
 
 type grabOutcome struct {
@@ -162,10 +171,10 @@ func (s *Store) runGrab(ctx context.Context, id string, reqs []grabRequest) ([]a
 	if s.led != nil {
 		outbox = "1"
 	}
-	args := make([]any, 0, 1+3*len(reqs))
+	args := make([]any, 0, 1+4*len(reqs))
 	args = append(args, outbox)
 	for _, r := range reqs {
-		args = append(args, r.user.ID, r.token, r.user.Name)
+		args = append(args, r.user.ID, r.token, r.user.Name, r.password)
 	}
 	if s.cfg.WaitReplicas == 0 {
 		return s.lua.grab.Run(ctx, s.rdb, s.k.packetKeys(id), args...).Slice()

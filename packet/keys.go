@@ -12,11 +12,13 @@ import (
 //	<prefix>:{p:<id>}:shares    list   shares not yet grabbed, "amount:left_after" (after expiry: what was refunded)
 //	<prefix>:{p:<id>}:claims    hash   user id -> "seq|amount|at_ms|token|name"
 //	<prefix>:{p:<id>}:outbox    stream claims not yet committed to the ledger (ledger mode)
+//	<prefix>:{p:<id>}:to        set    the user ids an exclusive packet is for
 //	<prefix>:{u:<id>}:wallet    hash   balance, funded, sent_*, recv_*, refund_total (Redis-only mode)
 //	<prefix>:{u:<id>}:ledger    hash   idempotency records: f:<ref>, d:<packet>, c:<packet>, r:<packet> (Redis-only mode)
 //	<prefix>:{u:<id>}:history   list   latest claims, newest first, JSON (Redis-only mode)
 //	<prefix>:{u:<id>}:pending   hash   packet id -> "amount|at|room", claims not yet committed (ledger mode, with a TTL)
 //	<prefix>:{u:<id>}:idem:<k>  string an Idempotency-Key's request hash and response (Redis-only mode, 24 h)
+//	<prefix>:{u:<id>}:name      string the user's latest display name (30 days)
 //	<prefix>:{r:<room>}:packets zset   packet id -> created_at ms (Redis-only mode)
 //	<prefix>:{due:<n>}:packets  zset   packet id -> when the sweeper should look at it (Redis-only mode)
 //
@@ -31,6 +33,8 @@ func (k keys) meta(id string) string    { return k.prefix + ":{p:" + id + "}:met
 func (k keys) shares(id string) string  { return k.prefix + ":{p:" + id + "}:shares" }
 func (k keys) claims(id string) string  { return k.prefix + ":{p:" + id + "}:claims" }
 func (k keys) outbox(id string) string  { return k.prefix + ":{p:" + id + "}:outbox" }
+func (k keys) to(id string) string      { return k.prefix + ":{p:" + id + "}:to" }
+func (k keys) name(id string) string    { return k.prefix + ":{u:" + id + "}:name" }
 func (k keys) wallet(id string) string  { return k.prefix + ":{u:" + id + "}:wallet" }
 func (k keys) ledger(id string) string  { return k.prefix + ":{u:" + id + "}:ledger" }
 func (k keys) history(id string) string { return k.prefix + ":{u:" + id + "}:history" }
@@ -53,7 +57,7 @@ func (k keys) dueBucket(n int) string {
 
 // packetKeys are the KEYS of the scripts that work on one packet.
 func (k keys) packetKeys(id string) []string {
-	return []string{k.meta(id), k.shares(id), k.claims(id), k.outbox(id)}
+	return []string{k.meta(id), k.shares(id), k.claims(id), k.outbox(id), k.to(id)}
 }
 
 // walletKeys are the KEYS of the scripts that work on one wallet.

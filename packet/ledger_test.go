@@ -148,7 +148,7 @@ func TestLedgerRetriedGrabKeepsItsResult(t *testing.T) {
 	ctx := context.Background()
 	fund(t, ls.Store, "alice", 300)
 	p := mustCreate(t, ls.Store, CreateRequest{Room: "r", Sender: User{"alice", "Alice"}, Kind: Equal, Total: 300, Count: 3})
-	req, err := newGrabRequest(User{"bob", "Bob"})
+	req, err := newGrabRequest(User{"bob", "Bob"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +157,7 @@ func TestLedgerRetriedGrabKeepsItsResult(t *testing.T) {
 	if first[0].err != nil || again[0].err != nil || again[0].res.Amount != 100 || again[0].res.Seq != first[0].res.Seq {
 		t.Fatalf("first %+v, retried %+v", first[0], again[0])
 	}
-	other, _ := newGrabRequest(User{"bob", "Bob"})
+	other, _ := newGrabRequest(User{"bob", "Bob"}, "")
 	if out, _ := ls.grabBatch(ctx, p.ID, []grabRequest{other}); !errors.Is(out[0].err, ErrAlreadyGrabbed) {
 		t.Fatalf("a new grab by the same user: %+v", out[0])
 	}

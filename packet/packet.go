@@ -60,6 +60,15 @@ type Packet struct {
 	CreatedAt int64 `json:"created_at"`
 	VisibleAt int64 `json:"visible_at"`
 	ExpiresAt int64 `json:"expires_at"`
+	// To lists the only users who may grab an exclusive packet (专属), with
+	// their display names; empty for anyone.
+	To []User `json:"to,omitempty"`
+	// Password is the phrase a grab must carry (口令), NFC-normalised; ""
+	// for none. It is public in the room, like a phrase said in the chat.
+	Password string `json:"password,omitempty"`
+	// OpensAt is when a countdown packet (定时) opens, Unix ms (= VisibleAt);
+	// 0 for others. Unlike a rain's packets, it is announced at creation.
+	OpensAt int64 `json:"opens_at,omitempty"`
 }
 
 // State is a packet with its current status and what is left in it.

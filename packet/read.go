@@ -132,6 +132,10 @@ func parseState(m map[string]string) (*State, error) {
 	if st.RemainingCount, err = strconv.Atoi(m["left_count"]); err != nil {
 		return nil, fmt.Errorf("packet %s: bad left_count %q", st.ID, m["left_count"])
 	}
+	if st.To, err = parseTo(m["to"]); err != nil {
+		return nil, fmt.Errorf("packet %s: %w", st.ID, err)
+	}
+	st.Password, st.OpensAt = m["password"], atoi64(m["opens_at"])
 	return &st, nil
 }
 

@@ -79,6 +79,7 @@ func listedOf(r ledger.Listed) *Listed {
 		ID: r.ID, Room: r.Room, Sender: User{ID: r.SenderID, Name: r.SenderName}, Kind: Kind(r.Kind),
 		Total: r.Total, Count: r.Count, Greeting: r.Greeting,
 		CreatedAt: r.CreatedAt, VisibleAt: r.VisibleAt, ExpiresAt: r.ExpiresAt,
+		To: usersOf(r.To, r.ToNames), Password: r.Password, OpensAt: r.OpensAt,
 	}}, Mine: r.Mine}
 	switch r.Status {
 	case "empty":

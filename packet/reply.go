@@ -14,6 +14,7 @@ import (
 var grabRefusals = map[string]*Error{
 	"not_found": ErrNotFound, "not_yet": ErrNotYet, "expired": ErrExpired,
 	"already_grabbed": ErrAlreadyGrabbed, "sold_out": ErrSoldOut,
+	"not_for_you": ErrNotForYou, "wrong_password": ErrWrongPassword,
 }
 
 // parseGrab reads one user's item of the grab script's reply:

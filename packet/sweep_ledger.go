@@ -196,5 +196,6 @@ func packetOf(v *ledger.PacketView) *Draft {
 		ID: v.ID, Room: v.Room, Sender: User{ID: v.SenderID, Name: v.SenderName}, Kind: Kind(v.Kind),
 		Total: v.Total, Count: v.Count, Greeting: v.Greeting,
 		CreatedAt: v.CreatedAt, VisibleAt: v.VisibleAt, ExpiresAt: v.ExpiresAt,
+		To: usersOf(v.To, v.ToNames), Password: v.Password, OpensAt: v.OpensAt,
 	}, RainID: v.RainID, shares: v.Shares}
 }

@@ -40,6 +40,8 @@ var statusOf = map[string]int{
 	"total_too_large":      http.StatusBadRequest,
 	"unauthorized":         http.StatusUnauthorized,
 	"forbidden":            http.StatusForbidden,
+	"not_for_you":          http.StatusForbidden,
+	"wrong_password":       http.StatusForbidden,
 	"not_found":            http.StatusNotFound,
 	"already_grabbed":      http.StatusConflict,
 	"sold_out":             http.StatusGone,

@@ -144,7 +144,9 @@ func (a *App) SweepHooks() packet.SweepHooks {
 // OnOpened tells a packet's room about a packet whose create the sweeper
 // finished (its creating request failed after the debit).
 func (a *App) OnOpened(p packet.Packet) {
-	if time.Now().UnixMilli() >= p.VisibleAt {
+	// A countdown packet is shown at once, counting down; a rain's drop
+	// when it becomes visible.
+	if time.Now().UnixMilli() >= p.VisibleAt || p.OpensAt != 0 {
 		a.announce(context.Background(), &p)
 		return
 	}

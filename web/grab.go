@@ -8,15 +8,15 @@ import (
 	"github.com/hongbao-dev/hongbao/packet"
 )
 
-// grab settles one grab, whether it came over REST or WebSocket, and tells
+// grab settles one grab (with the phrase of a password packet, or ""), whether it came over REST or WebSocket, and tells
 // the room: a grabbed event, and a finished event when it took the last share.
 // The grab runs to completion even if the caller goes away, so a client that
 // disconnects mid-grab still gets its money.
-func (a *App) grab(ctx context.Context, u packet.User, packetID string) (packet.GrabResult, error) {
+func (a *App) grab(ctx context.Context, u packet.User, packetID, password string) (packet.GrabResult, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.GrabTimeout)
 	defer cancel()
-	g, err := a.store.Grab(ctx, packetID, u)
+	g, err := a.store.GrabWithPassword(ctx, packetID, u, password)
 	result := "ok"
 	if err != nil {
 		if result, _ = apierr.Describe(err); result == "" {

@@ -143,6 +143,9 @@ func (a *App) createSession(c echo.Context) error {
 			return err
 		}
 	}
+	if err := a.store.RememberName(c.Request().Context(), u); err != nil {
+		a.log.Warn("remembering a name failed; exclusive packets show the id", "user", u.ID, "err", err)
+	}
 	tok, err := a.tokens.Issue(u, time.Now())
 	if err != nil {
 		return err
@@ -204,6 +207,11 @@ type packetRequest struct {
 	Count      number  `json:"count"`
 	Greeting   *string `json:"greeting"`
 	TTLSeconds number  `json:"ttl_seconds"`
+	// To, Password and OpensAt make an exclusive, password or countdown
+	// packet (see kinds.go).
+	To       []string `json:"to"`
+	Password *string  `json:"password"`
+	OpensAt  number   `json:"opens_at"`
 }
 
 // defaultGreeting is what a packet says when its sender says nothing.
@@ -234,6 +242,9 @@ func (a *App) createPacket(c echo.Context) error {
 	req.Room, req.Sender = room, userOf(c)
 	d, err := a.store.Draft(req)
 	if err != nil {
+		return err
+	}
+	if err := a.store.Address(c.Request().Context(), d); err != nil {
 		return err
 	}
 	respond := func(opened []*packet.Draft) ([]byte, error) {
@@ -283,8 +294,9 @@ func (a *App) packetRequest(raw []byte) (packet.CreateRequest, error) {
 		}
 		ttl = time.Duration(secs) * time.Second
 	}
-	return packet.CreateRequest{Kind: packet.Kind(req.Kind), Total: total, Count: n,
-		Greeting: greetingOf(req.Greeting), TTL: ttl}, nil
+	out := packet.CreateRequest{Kind: packet.Kind(req.Kind), Total: total, Count: n,
+		Greeting: greetingOf(req.Greeting), TTL: ttl}
+	return out, kindsOf(req, &out)
 }
 
 // freshState is a packet just opened: every share still in it.
@@ -321,7 +333,11 @@ func (a *App) grabREST(c echo.Context) error {
 		a.metrics.limited("grab")
 		return ErrRateLimited
 	}
-	g, err := a.grab(c.Request().Context(), u, c.Param("id"))
+	password, err := grabPassword(c)
+	if err != nil {
+		return err
+	}
+	g, err := a.grab(c.Request().Context(), u, c.Param("id"), password)
 	if err != nil {
 		return err
 	}

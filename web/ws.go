@@ -50,6 +50,9 @@ func (a *App) serveWS(c echo.Context) error {
 		a.metrics.reject("token")
 		return err
 	}
+	// Before the upgrade: a slow Redis then delays the handshake (by at
+	// most a second), never a frame the client sent once connected.
+	a.rememberName(r.Context(), u)
 	conn, err := a.upgrader.Upgrade(c.Response(), r, accept)
 	if err != nil {
 		return nil // the upgrader has answered the client
@@ -149,6 +152,8 @@ type clientMessage struct {
 	Ref      string `json:"ref"`
 	PacketID string `json:"packet_id"`
 	Text     string `json:"text"`
+	// Password is a grab's phrase for a password packet.
+	Password string `json:"password"`
 }
 
 func (s *wsSession) OnOpen(ctx context.Context, c *hub.Client) {
@@ -159,6 +164,16 @@ func (s *wsSession) OnOpen(ctx context.Context, c *hub.Client) {
 		w.Recovered = &recovered
 	}
 	s.send(c, w)
+}
+
+// rememberName records the token's name in the user directory, briefly:
+// exclusive packets show it, and nothing else waits for it.
+func (a *App) rememberName(ctx context.Context, u packet.User) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := a.store.RememberName(ctx, u); err != nil {
+		a.log.Warn("remembering a name failed; exclusive packets show the id", "user", u.ID, "err", err)
+	}
 }
 
 func (s *wsSession) OnClose(*hub.Client) {}
@@ -209,7 +224,7 @@ func (s *wsSession) grab(ctx context.Context, m clientMessage) (packet.GrabResul
 	if m.PacketID == "" {
 		return packet.GrabResult{}, invalid("packet_id is required")
 	}
-	return s.app.grab(ctx, s.user, m.PacketID)
+	return s.app.grab(ctx, s.user, m.PacketID, m.Password)
 }
 
 func (s *wsSession) chat(ctx context.Context, c *hub.Client, m clientMessage) error {
