@@ -363,3 +363,16 @@ func TestWebhookSettings(t *testing.T) {
 		})
 	}
 }
+
+// The webhook settings' defaults are webhook.DefaultConfig's.
+func TestWebhookDefaultsComeFromPackage(t *testing.T) {
+	c, d := defaultConfig(), webhook.DefaultConfig()
+	got := []any{c.WebhookTimeout, c.WebhookLease, c.WebhookPoll, c.WebhookMinBackoff, c.WebhookMaxBackoff, c.WebhookMaxAttempts}
+	want := []any{d.Timeout, d.Lease, d.Poll, d.MinBackoff, d.MaxBackoff, d.MaxAttempts}
+	if !slices.Equal(got, want) {
+		t.Fatalf("server defaults %v, webhook.DefaultConfig %v", got, want)
+	}
+	if c.WebhookURL != "" || c.WebhookSecret != "" {
+		t.Fatal("webhooks are on by default")
+	}
+}
