@@ -33,7 +33,8 @@ func New(led *ledger.Ledger, cfg Config) (*Dispatcher, error) {
 
 // Run delivers until ctx ends. POSTs in flight then are abandoned, their
 // events still leased: another dispatcher sends them again when the lease
-// runs out (the receiver may have seen them: at least once).
+// runs out (the receiver may have seen them: at least once). An answer
+// already received is still recorded.
 func (d *Dispatcher) Run(ctx context.Context) {
 	poll := time.NewTicker(d.cfg.Poll)
 	defer poll.Stop()
@@ -72,15 +73,22 @@ func (d *Dispatcher) round(ctx context.Context) int {
 	return len(due)
 }
 
+// recordTimeout bounds writing an attempt's outcome, which goes on when
+// the dispatcher is stopping: an acknowledged event recorded then is not
+// sent again.
+const recordTimeout = 5 * time.Second
+
 // deliver POSTs one leased event and records the outcome.
 func (d *Dispatcher) deliver(ctx context.Context, w ledger.Webhook) {
 	status, err := d.post(ctx, w)
-	d.cfg.Metrics.attempt(status, err)
-	if ctx.Err() != nil {
-		return // stopping: the lease runs out and the event goes again
+	if err != nil && ctx.Err() != nil {
+		return // stopping cut the attempt short: the lease runs out and it goes again
 	}
+	d.cfg.Metrics.attempt(status, err)
+	rec, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
 	if err == nil && status >= 200 && status < 300 {
-		if err := d.led.WebhookDelivered(ctx, w.ID); err != nil {
+		if err := d.led.WebhookDelivered(rec, w.ID); err != nil {
 			d.cfg.Logger.Warn("webhook: delivered but not recorded; it will be sent again", "id", w.ID, "err", err)
 			return
 		}
@@ -93,7 +101,7 @@ func (d *Dispatcher) deliver(ctx context.Context, w ledger.Webhook) {
 	}
 	dead := w.Attempt >= d.cfg.MaxAttempts
 	wait := backoff(w.Attempt, d.cfg.MinBackoff, d.cfg.MaxBackoff)
-	if err := d.led.WebhookFailed(ctx, w.ID, w.Attempt, reason, wait, dead); err != nil {
+	if err := d.led.WebhookFailed(rec, w.ID, w.Attempt, reason, wait, dead); err != nil {
 		d.cfg.Logger.Warn("webhook: failure not recorded; retried when the lease runs out", "id", w.ID, "err", err)
 		return
 	}
