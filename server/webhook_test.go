@@ -248,6 +248,14 @@ func TestWebhooksSurviveAFailingReceiver(t *testing.T) {
 	if !grabbers[g1.ID] || !grabbers[g2.ID] {
 		t.Errorf("claim.settled users %v, want %s and %s", grabbers, g1.ID, g2.ID)
 	}
+	// The refund is in the sender's /me too.
+	var me struct {
+		Balance  int64 `json:"balance"`
+		Refunded int64 `json:"refunded"`
+	}
+	if st := call(t, b, "GET", "/api/v1/me", senderTok, nil, &me); st != http.StatusOK || me.Refunded != 500-took.Amount {
+		t.Errorf("sender's /me: %d, refunded %d, want %d", st, me.Refunded, 500-took.Amount)
+	}
 	auditClean(t, a)
 	t.Logf("done %v in", time.Since(r.start).Round(time.Millisecond))
 }
