@@ -44,16 +44,24 @@ func (l *Ledger) Finish(ctx context.Context, id, status string, finishedAt int64
 		if status == StatusExpired {
 			refunded = escrow
 		}
-		var sender string
+		d := FinishedData{PacketID: id, Status: status, Refunded: refunded, FinishedAt: finishedAt}
 		err = tx.QueryRow(ctx, `update packets set status = $2, finished_at = $3, refunded = $4
-			where id = $1 and status = 'open' returning sender_id`, id, status, finishedAt, refunded).Scan(&sender)
+			where id = $1 and status = 'open'
+			returning sender_id, room, total, count, (select count(*) from claims where packet_id = $1)`,
+			id, status, finishedAt, refunded).Scan(&d.SenderID, &d.Room, &d.Total, &d.Count, &d.ClaimedCount)
 		if errors.Is(err, pgx.ErrNoRows) { // finished before
 			return tx.QueryRow(ctx, "select coalesce(refunded, 0) from packets where id = $1", id).Scan(&refunded)
 		}
-		if err != nil || status != StatusExpired {
+		if err != nil {
 			return err
 		}
-		return refund(ctx, tx, id, sender, refunded)
+		if status == StatusExpired {
+			if err := refund(ctx, tx, id, d.SenderID, refunded); err != nil {
+				return err
+			}
+		}
+		d.Claimed = d.Total - escrow
+		return l.enqueue(ctx, tx, finishedEvents(d, time.Now().UnixMilli()))
 	})
 	if err != nil {
 		return 0, fmt.Errorf("ledger: finish %s: %w", id, err)

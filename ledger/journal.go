@@ -140,7 +140,10 @@ func (l *Ledger) Open(ctx context.Context, packets []Packet, idem *Idempotency) 
 		if err := debitSender(ctx, tx, sender, fresh); err != nil {
 			return err
 		}
-		return recordPackets(ctx, tx, fresh)
+		if err := recordPackets(ctx, tx, fresh); err != nil {
+			return err
+		}
+		return l.enqueue(ctx, tx, createdEvents(fresh, time.Now().UnixMilli()))
 	})
 	if err != nil {
 		return nil, fmt.Errorf("ledger: open: %w", err)

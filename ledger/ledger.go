@@ -41,13 +41,19 @@ type Config struct {
 	// Logger receives what the ledger has to say (migrations applied).
 	// Default (nil): slog.Default().
 	Logger *slog.Logger
+	// Webhooks makes every change that has a webhook event (Open, Settle,
+	// Finish) write it to the webhook_outbox table in its own transaction,
+	// for a dispatcher to deliver. Every instance sharing the database must
+	// agree. Default (false): no events are written.
+	Webhooks bool
 }
 
 // Ledger is a pool of connections to the ledger's database. It is safe for
 // concurrent use.
 type Ledger struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
+	pool     *pgxpool.Pool
+	log      *slog.Logger
+	webhooks bool
 }
 
 // Open connects to the PostgreSQL database at url (postgres://...) and checks
@@ -65,7 +71,7 @@ func Open(ctx context.Context, url string, cfg Config) (*Ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: connect: %w", err)
 	}
-	l := &Ledger{pool: pool, log: cfg.Logger}
+	l := &Ledger{pool: pool, log: cfg.Logger, webhooks: cfg.Webhooks}
 	if l.log == nil {
 		l.log = slog.Default()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -31,8 +32,9 @@ type seqID struct {
 
 // escrowState is a locked escrow account and what its packet allows.
 type escrowState struct {
-	balance int64
-	count   int
+	balance      int64
+	count        int
+	room, sender string // for webhook events
 }
 
 // Settle commits claims and credits each winner's wallet (balance,
@@ -72,7 +74,10 @@ func (l *Ledger) Settle(ctx context.Context, claims []Claim) (committed []Claim,
 		if len(fresh) == 0 {
 			return nil
 		}
-		return writeClaims(ctx, tx, fresh)
+		if err := writeClaims(ctx, tx, fresh); err != nil {
+			return err
+		}
+		return l.enqueue(ctx, tx, settledEvents(fresh, escrows, time.Now().UnixMilli()))
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("ledger: settle: %w", err)
@@ -115,7 +120,7 @@ func lockEscrows(ctx context.Context, tx pgx.Tx, claims []Claim) (map[string]esc
 			ids = append(ids, c.PacketID)
 		}
 	}
-	rows, err := tx.Query(ctx, `select p.id::text, a.balance, p.count
+	rows, err := tx.Query(ctx, `select p.id::text, a.balance, p.count, p.room, p.sender_id
 		from packets p join accounts a on a.id = 'escrow:' || p.id
 		where p.id = any($1::uuid[])
 		order by a.id for update of a`, ids)
@@ -125,7 +130,7 @@ func lockEscrows(ctx context.Context, tx pgx.Tx, claims []Claim) (map[string]esc
 	escrows := map[string]escrowState{}
 	var id string
 	var e escrowState
-	_, err = pgx.ForEachRow(rows, []any{&id, &e.balance, &e.count}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&id, &e.balance, &e.count, &e.room, &e.sender}, func() error {
 		escrows[id] = e
 		return nil
 	})

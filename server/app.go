@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/hongbao-dev/hongbao/packet"
 	"github.com/hongbao-dev/hongbao/static"
 	"github.com/hongbao-dev/hongbao/web"
+	"github.com/hongbao-dev/hongbao/webhook"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -34,6 +36,7 @@ type instance struct {
 	rdb   redis.UniversalClient
 	mini  *miniredis.Miniredis // nil unless running the embedded demo Redis
 	led   *ledger.Ledger       // nil without HONGBAO_DATABASE_URL
+	hooks *webhook.Dispatcher  // nil without HONGBAO_WEBHOOK_URL
 	store *packet.Store
 	hub   *hub.Hub
 	app   *web.App
@@ -135,6 +138,13 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 	if err != nil {
 		return nil, err
 	}
+	hooks, err := newDispatcher(cfg, led, log, reg)
+	if err != nil {
+		if led != nil {
+			led.Close()
+		}
+		return nil, err
+	}
 	store, err := packet.NewStore(rdb, packet.Config{
 		Prefix:            cfg.KeyPrefix,
 		Limits:            packet.Limits{MaxCount: cfg.MaxCount, MaxShare: cfg.MaxShare, DefaultTTL: cfg.PacketTTL},
@@ -214,7 +224,7 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 		Logger:          log,
 	}, store, h)
 	in := &instance{
-		cfg: cfg, log: log, rdb: rdb, mini: mini, led: led, store: store, hub: h, app: app, ln: ln,
+		cfg: cfg, log: log, rdb: rdb, mini: mini, led: led, hooks: hooks, store: store, hub: h, app: app, ln: ln,
 		srv: &http.Server{
 			Handler: app.Echo(),
 			// ReadTimeout bounds reading a whole request; an upgraded
@@ -279,6 +289,11 @@ func (in *instance) run(ctx context.Context) error {
 		defer wg.Done()
 		in.store.RunSweeper(bg, in.cfg.SweepInterval, in.app.SweepHooks())
 	}()
+	if in.hooks != nil {
+		// Stops with the other background jobs: what the last settles
+		// queued waits in the outbox for the next instance to run.
+		wg.Go(func() { in.hooks.Run(bg) })
+	}
 	if in.cfg.PprofAddr != "" {
 		go servePprof(in.cfg.PprofAddr, in.log)
 	}
@@ -373,7 +388,7 @@ func openLedger(ctx context.Context, cfg Config, log *slog.Logger) (*ledger.Ledg
 		log.Warn("HONGBAO_DATABASE_URL is not set: wallets live in Redis, with no durable ledger (demo mode)")
 		return nil, nil
 	}
-	led, err := ledger.Open(ctx, cfg.DatabaseURL, ledger.Config{Logger: log})
+	led, err := ledger.Open(ctx, cfg.DatabaseURL, ledger.Config{Logger: log, Webhooks: cfg.WebhookURL != ""})
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
@@ -386,6 +401,37 @@ func openLedger(ctx context.Context, cfg Config, log *slog.Logger) (*ledger.Ledg
 		log.Info("ledger migrated", "applied", applied)
 	}
 	return led, nil
+}
+
+// newDispatcher is the webhook dispatcher of led's outbox; nil without
+// HONGBAO_WEBHOOK_URL (parseConfig has made sure there is a ledger then).
+func newDispatcher(cfg Config, led *ledger.Ledger, log *slog.Logger, reg prometheus.Registerer) (*webhook.Dispatcher, error) {
+	if cfg.WebhookURL == "" {
+		return nil, nil
+	}
+	if led == nil {
+		return nil, errors.New("webhooks need HONGBAO_DATABASE_URL")
+	}
+	d, err := webhook.New(led, webhook.Config{
+		URL:         cfg.WebhookURL,
+		Secret:      []byte(cfg.WebhookSecret),
+		Timeout:     cfg.WebhookTimeout,
+		Lease:       cfg.WebhookLease,
+		Poll:        cfg.WebhookPoll,
+		MinBackoff:  cfg.WebhookMinBackoff,
+		MaxBackoff:  cfg.WebhookMaxBackoff,
+		MaxAttempts: cfg.WebhookMaxAttempts,
+		Metrics:     webhook.NewMetrics(reg),
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errBadConfig, err)
+	}
+	// The host only: a URL may carry a token in its path or query.
+	if u, err := url.Parse(cfg.WebhookURL); err == nil {
+		log.Info("webhooks on", "host", u.Host)
+	}
+	return d, nil
 }
 
 // checkEviction refuses a Redis that may evict keys: an evicted claim or

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 	"github.com/hongbao-dev/hongbao/hub"
 	"github.com/hongbao-dev/hongbao/packet"
 	"github.com/hongbao-dev/hongbao/web"
+	"github.com/hongbao-dev/hongbao/webhook"
 )
 
 // Config is every setting of the server. Each has a flag and an environment
@@ -73,6 +75,15 @@ type Config struct {
 	NewRoomsPerIP   int
 	FrameRate       float64 // frames per second: a rate, not money
 	FrameBurst      int
+	// Webhooks (webhook.Config documents each; ledger mode only).
+	WebhookURL         string
+	WebhookSecret      string
+	WebhookTimeout     time.Duration
+	WebhookLease       time.Duration
+	WebhookPoll        time.Duration
+	WebhookMinBackoff  time.Duration
+	WebhookMaxBackoff  time.Duration
+	WebhookMaxAttempts int
 }
 
 // minSecret is the shortest HONGBAO_SECRET or HONGBAO_ADMIN_TOKEN accepted:
@@ -87,7 +98,7 @@ const minSecret = 32
 // are set here.
 func defaultConfig() Config {
 	h, p, w := hub.DefaultConfig(), packet.DefaultConfig(), web.DefaultConfig()
-	b := hub.DefaultRedisBrokerConfig()
+	b, wh := hub.DefaultRedisBrokerConfig(), webhook.DefaultConfig()
 	return Config{
 		HistorySize:     b.HistorySize,
 		HistoryTTL:      b.HistoryTTL,
@@ -127,6 +138,14 @@ func defaultConfig() Config {
 		RetainSettled:   p.RetainSettled,
 		WaitReplicas:    p.WaitReplicas,
 		ReconcileEvery:  5 * time.Minute,
+
+		// Webhooks.
+		WebhookTimeout:     wh.Timeout,
+		WebhookLease:       wh.Lease,
+		WebhookPoll:        wh.Poll,
+		WebhookMinBackoff:  wh.MinBackoff,
+		WebhookMaxBackoff:  wh.MaxBackoff,
+		WebhookMaxAttempts: wh.MaxAttempts,
 	}
 }
 
@@ -239,6 +258,14 @@ func registerFlags(fs *flag.FlagSet, c *Config) ([]setting, []error) {
 	num(&c.NewRoomsPerIP, "new-rooms-per-ip", "HONGBAO_NEW_ROOMS_PER_IP", d.NewRoomsPerIP, "rooms one client address may open on this instance per minute; one more is closed with 4004 (-1: no limit)", minusOneOrPositive)
 	rate(&c.FrameRate, "frame-rate", "HONGBAO_FRAME_RATE", d.FrameRate, "frames per second one WebSocket may send, of any type, pings included")
 	num(&c.FrameBurst, "frame-burst", "HONGBAO_FRAME_BURST", d.FrameBurst, "frames one WebSocket may send at once", atLeast(1))
+	str(&c.WebhookURL, "webhook-url", "HONGBAO_WEBHOOK_URL", d.WebhookURL, "http(s) URL that receives signed POSTs of packet.created, claim.settled, packet.finished and packet.refunded (docs/webhooks.md); needs -database-url and -webhook-secret; empty sends none", optional(httpURL))
+	secret(&c.WebhookSecret, "webhook-secret", "HONGBAO_WEBHOOK_SECRET", fmt.Sprintf("HMAC-SHA256 key (at least %d bytes) that signs every webhook request (X-Hongbao-Signature); required with -webhook-url", minSecret))
+	dur(&c.WebhookTimeout, "webhook-timeout", "HONGBAO_WEBHOOK_TIMEOUT", d.WebhookTimeout, "longest wait for a webhook receiver's answer; no answer in time is a failed attempt", over[time.Duration](0))
+	dur(&c.WebhookLease, "webhook-lease", "HONGBAO_WEBHOOK_LEASE", d.WebhookLease, "how long an instance owns a webhook event it is sending; a dead instance's events are sent again after it (must exceed -webhook-timeout)", over[time.Duration](0))
+	dur(&c.WebhookPoll, "webhook-poll", "HONGBAO_WEBHOOK_POLL", d.WebhookPoll, "how often an idle instance looks for webhook events to send", over[time.Duration](0))
+	dur(&c.WebhookMinBackoff, "webhook-min-backoff", "HONGBAO_WEBHOOK_MIN_BACKOFF", d.WebhookMinBackoff, "wait after a webhook event's first failed attempt; doubled after each further failure, with jitter", over[time.Duration](0))
+	dur(&c.WebhookMaxBackoff, "webhook-max-backoff", "HONGBAO_WEBHOOK_MAX_BACKOFF", d.WebhookMaxBackoff, "longest wait between two attempts of a webhook event", over[time.Duration](0))
+	num(&c.WebhookMaxAttempts, "webhook-max-attempts", "HONGBAO_WEBHOOK_MAX_ATTEMPTS", d.WebhookMaxAttempts, "attempts of a webhook event before it is kept as dead and counted (the defaults span about a day)", atLeast(1))
 	return rows, bad
 }
 
@@ -298,6 +325,7 @@ func parseConfig(args []string, stderr io.Writer) (Config, error) {
 			bad = append(bad, fmt.Errorf("%s=%s (-%s): %w", r.env, v, r.flag, err))
 		}
 	}
+	bad = append(bad, c.webhookRules()...)
 	if len(bad) > 0 {
 		return c, fmt.Errorf("%w: %w", errBadConfig, errors.Join(bad...))
 	}
@@ -318,6 +346,27 @@ func (c Config) trustedProxies() ([]*net.IPNet, error) {
 		nets = append(nets, n)
 	}
 	return nets, nil
+}
+
+// webhookRules checks the webhook settings against each other: webhooks
+// come out of the ledger's outbox, so they need the ledger.
+func (c Config) webhookRules() []error {
+	var bad []error
+	switch {
+	case c.WebhookURL != "" && c.DatabaseURL == "":
+		bad = append(bad, errors.New("HONGBAO_WEBHOOK_URL (-webhook-url) needs HONGBAO_DATABASE_URL: webhooks are sent from the ledger's outbox"))
+	case c.WebhookURL != "" && c.WebhookSecret == "":
+		bad = append(bad, errors.New("HONGBAO_WEBHOOK_URL (-webhook-url) needs HONGBAO_WEBHOOK_SECRET (-webhook-secret) to sign with"))
+	case c.WebhookURL == "" && c.WebhookSecret != "":
+		bad = append(bad, errors.New("HONGBAO_WEBHOOK_SECRET (-webhook-secret) is set without HONGBAO_WEBHOOK_URL (-webhook-url)"))
+	}
+	if c.WebhookLease <= c.WebhookTimeout {
+		bad = append(bad, fmt.Errorf("HONGBAO_WEBHOOK_LEASE=%v (-webhook-lease): must exceed HONGBAO_WEBHOOK_TIMEOUT=%v, or a slow receiver gets every event twice", c.WebhookLease, c.WebhookTimeout))
+	}
+	if c.WebhookMaxBackoff < c.WebhookMinBackoff {
+		bad = append(bad, fmt.Errorf("HONGBAO_WEBHOOK_MAX_BACKOFF=%v (-webhook-max-backoff): must be at least HONGBAO_WEBHOOK_MIN_BACKOFF=%v", c.WebhookMaxBackoff, c.WebhookMinBackoff))
+	}
+	return bad
 }
 
 // Rules for registerFlags: each error says what the value must be.
@@ -384,6 +433,14 @@ func optional(rule func(string) error) func(string) error {
 func hostPort(v string) error {
 	if _, _, err := net.SplitHostPort(v); err != nil {
 		return errors.New("must be host:port or :port")
+	}
+	return nil
+}
+
+func httpURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("must be an http:// or https:// URL")
 	}
 	return nil
 }
