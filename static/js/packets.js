@@ -157,7 +157,9 @@ function cardStateText(vm) {
   if (vm.status === 'empty') return t('card.empty');
   if (vm.status === 'expired') return t('card.expired');
   if (!isForMe(vm)) return t('card.notForYou');
-  if (vm.opens_at) return isWaiting(vm) ? t('card.countdown', { t: countdownText(vm) }) : t('card.open');
+  if (vm.opens_at && isWaiting(vm)) return t('card.countdown', { t: countdownText(vm) });
+  if (typeof vm.password === 'string') return t('card.sayPassword');
+  if (vm.opens_at) return t('card.open');
   const s = notYetSeconds(vm);
   if (s > 0) return t('card.notYet', { s });
   return t('card.open');
