@@ -387,7 +387,7 @@ const en = {
   'my.totalSent': 'Sent',
   'my.totalReceived': 'Received',
   'my.totalRefunded': 'Refunded',
-  'my.count': '{n} packets',
+  'my.count': '×{n}',
   'my.loadMore': 'Load more',
   'my.loading': 'Loading…',
   'my.end': 'That is all',

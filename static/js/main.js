@@ -137,7 +137,9 @@ async function sayPassword(packetId, phrase) {
 
 /** A chat line that is a password packet's phrase grabs that packet too. */
 function grabByPassword(text) {
-  const vm = matchPassword(text, state.packets.values(), { userId: state.user?.id, offset: state.clockOffset });
+  // Only this room's packets: one opened from My red packets may be elsewhere.
+  const here = [...state.packets.values()].filter((p) => !p.room || p.room === state.room);
+  const vm = matchPassword(text, here, { userId: state.user?.id, offset: state.clockOffset });
   if (!vm) return;
   grab(vm.id, text.trim()).catch((err) => toast(errorMessage(err), { kind: 'error' }));
 }

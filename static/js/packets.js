@@ -342,7 +342,7 @@ function initSendDialog() {
   document.getElementById('send-packet-button').addEventListener('click', (ev) => {
     showError(null);
     e.greeting.placeholder = DEFAULT_GREETING;
-    renderRecipients();
+    renderRecipients({ force: true });
     updateSendPreview();
     openDialog(dlg, { opener: ev.currentTarget, focus: e.amount });
   });
@@ -370,9 +370,10 @@ const chosenTo = new Set();
  * The exclusive packet's recipients: the room's online members (from
  * presence), the sender excluded. Choices survive a presence update.
  */
-export function renderRecipients() {
+export function renderRecipients({ force = false } = {}) {
   const e = sendEls;
-  if (!e) return;
+  // Rebuilt on opening the dialog, and on presence only while it is open.
+  if (!e || (!force && !e.dlg.open)) return;
   const users = (state.presence.users ?? []).filter((u) => u?.id && !isMe(u));
   const online = new Set(users.map((u) => u.id));
   for (const id of [...chosenTo]) if (!online.has(id)) chosenTo.delete(id);
