@@ -650,7 +650,13 @@ async function onOpenClick(phrase) {
     setStage('result');
     ov.coin.disabled = false;
     ov.pwSend.disabled = false;
-    if (code === 'wrong_password') { ov.pwInput.select(); ov.pwInput.focus(); }
+    if (code === 'wrong_password') {
+      // Keep the phrase in sight for the next try.
+      const vm = state.packets.get(id);
+      if (typeof vm?.password === 'string') ov.hint.textContent = t('open.passwordHint', { phrase: vm.password });
+      ov.pwInput.select();
+      ov.pwInput.focus();
+    }
     // The page's clock estimate was early: wait on the envelope and retry.
     if (code === 'not_yet') { setStage('envelope'); renderOverlayGate(state.packets.get(id)); }
     if (code === 'already_grabbed') showDetail(id);
