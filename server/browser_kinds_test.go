@@ -385,3 +385,29 @@ func TestBrowserStandInMyRedPackets(t *testing.T) {
 	alice.noExceptions()
 	bob.noExceptions()
 }
+
+// STAND-IN. The sending limits' refusals read as what they are, in the
+// dialog, which stays open with what was typed.
+func TestBrowserStandInSendingLimits(t *testing.T) {
+	chromiumPath(t)
+	s := newStandIn(t, 0)
+	br := newBrowser(t)
+	alice := br.newPage("alice", s.URL, phone)
+	alice.join("kinds", "阿明")
+	alice.openDialog("#send-packet-button", "#packet-dialog")
+	alice.do(chromedp.SendKeys(css("#packet-amount"), "1.00"), chromedp.SendKeys(css("#packet-count"), "1"))
+	for _, c := range []struct{ code, zh string }{
+		{"daily_limit", "今天发红包的额度已用完，明天（UTC 零点）再来"},
+		{"room_rate_limited", "这个房间发红包太频繁了，请过一分钟再试"},
+	} {
+		s.refuseCreates(c.code)
+		alice.do(chromedp.Click(css("#packet-submit")))
+		alice.waitFor(c.code, fmt.Sprintf(`(() => { const e = document.querySelector('#packet-error');
+			return e.dataset.code === %q && e.textContent.startsWith(%q) && document.querySelector('#packet-dialog').open &&
+				document.querySelector('#packet-amount').value === '1.00'; })()`, c.code, c.zh))
+	}
+	s.refuseCreates("")
+	alice.do(chromedp.Click(css("#packet-submit")))
+	alice.waitFor("the packet once the limit lifts", `document.querySelectorAll('.packet-card').length === 1 && !document.querySelector('#packet-dialog').open`)
+	alice.noExceptions()
+}

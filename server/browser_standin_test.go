@@ -86,6 +86,7 @@ type standIn struct {
 	conns   map[*standInConn]bool
 	grabs   []standInGrab
 	creates []map[string]any // the bodies of POST .../packets, as sent
+	refuse  string           // a code (429) every create is refused with, as a sending limit would
 	nextID  int
 }
 
@@ -358,6 +359,9 @@ func (s *standIn) create(w http.ResponseWriter, r *http.Request, u *standInUser)
 	s.creates = append(s.creates, raw)
 	now := s.now()
 	switch {
+	case s.refuse != "":
+		standInError(w, http.StatusTooManyRequests, s.refuse, "limit reached ("+s.refuse+")")
+		return
 	case in.Kind != "lucky" && in.Kind != "equal", in.Count < 1, in.Total < int64(in.Count):
 		standInError(w, http.StatusBadRequest, "invalid_request", "kind, total or count")
 		return
@@ -639,4 +643,11 @@ func (s *standIn) balance(userID string) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.users[userID].balance
+}
+
+// refuseCreates makes every create answer 429 code ("" to stop).
+func (s *standIn) refuseCreates(code string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refuse = code
 }
