@@ -118,6 +118,7 @@ func TestBrowserStandInExclusivePacket(t *testing.T) {
 	for _, p := range []*page{alice, bob, carol} {
 		p.waitFor("whom it is for", fmt.Sprintf(`%s.includes('专属红包 · 给 小红')`, cardText(id)))
 	}
+	alice.waitFor("the sender waits with them", fmt.Sprintf(`!document.querySelector(%q).hasAttribute('data-not-for-me') && %s.includes('等待领取')`, card(id), cardText(id)))
 	carol.waitFor("not for Carol", fmt.Sprintf(`document.querySelector(%q).hasAttribute('data-not-for-me') && %s.includes('不是给你的')`, card(id), cardText(id)))
 	carol.settle()
 	carol.screenshot("screenshot-exclusive.png")

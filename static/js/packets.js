@@ -156,7 +156,8 @@ function cardStateText(vm) {
   if (vm.grabbed_by_me != null) return t('card.opened', { amount: formatFen(vm.grabbed_by_me) });
   if (vm.status === 'empty') return t('card.empty');
   if (vm.status === 'expired') return t('card.expired');
-  if (!isForMe(vm)) return t('card.notForYou');
+  // The sender of an exclusive packet for others waits with them.
+  if (!isForMe(vm)) return isMe(vm.sender) ? t('detail.waiting') : t('card.notForYou');
   if (vm.opens_at && isWaiting(vm)) return t('card.countdown', { t: countdownText(vm) });
   if (typeof vm.password === 'string') return t('card.sayPassword');
   if (vm.opens_at) return t('card.open');
@@ -190,7 +191,7 @@ export function renderCard(vm, { bump = false } = {}) {
   b.toggleAttribute('data-opened', vm.grabbed_by_me != null);
   b.toggleAttribute('data-mine', isMe(vm.sender));
   b.toggleAttribute('data-exclusive', Array.isArray(vm.to) && vm.to.length > 0);
-  b.toggleAttribute('data-not-for-me', !isForMe(vm));
+  b.toggleAttribute('data-not-for-me', !isForMe(vm) && !isMe(vm.sender));
   b.toggleAttribute('data-password', typeof vm.password === 'string');
   b.toggleAttribute('data-countdown', !!vm.opens_at);
   b.toggleAttribute('data-waiting', isWaiting(vm));
@@ -577,9 +578,14 @@ export async function openPacket(id, opener, { detail = false } = {}) {
   } else if (detail) {
     showDetail(id);
   } else if (vm.status === 'active' && !isForMe(vm)) {
-    // An exclusive packet for others: say so at once, no grab needed.
-    showResultError('not_for_you');
-    setStage('result');
+    // An exclusive packet for others: its sender sees who took it; anyone
+    // else is told at once, no grab needed.
+    if (isMe(vm.sender)) {
+      showDetail(id);
+    } else {
+      showResultError('not_for_you');
+      setStage('result');
+    }
   }
 }
 
