@@ -94,7 +94,7 @@ export class Api {
     return this.renewing;
   }
 
-  async request(method, path, { body, auth = true, retry = true, signal } = {}) {
+  async request(method, path, { body, auth = true, retry = true, signal, withHeaders = false } = {}) {
     const headers = { Accept: 'application/json' };
     if (body !== undefined) headers['Content-Type'] = 'application/json';
     const token = this.token;
@@ -114,11 +114,11 @@ export class Api {
     if (text) {
       try { data = JSON.parse(text); } catch { data = null; }
     }
-    if (res.ok) return data ?? {};
+    if (res.ok) return withHeaders ? { data: data ?? {}, headers: res.headers } : data ?? {};
     if (res.status === 401 && auth && retry && this.session?.name) {
       // Only renew if nobody else already did while this call was in flight.
       if (this.token === token) await this.renew();
-      return this.request(method, path, { body, auth, retry: false, signal });
+      return this.request(method, path, { body, auth, retry: false, signal, withHeaders });
     }
     const err = data?.error ?? {};
     const code = err.code || (res.status === 401 ? 'unauthorized' : res.status === 404 ? 'not_found'
@@ -127,14 +127,35 @@ export class Api {
   }
 
   me() { return this.request('GET', '/api/v1/me'); }
-  myClaims(limit = 20) { return this.request('GET', `/api/v1/me/claims?limit=${limit}`); }
+  /** GET /api/v1/me/claims (received): {rows, next} where next is X-Next-Cursor or ''. */
+  myClaims(opts) { return this.page('/api/v1/me/claims', opts); }
+  /** GET /api/v1/me/packets (sent): {rows, next}. */
+  myPackets(opts) { return this.page('/api/v1/me/packets', opts); }
+  /** GET /api/v1/me/summary: the year's sent, received and refunded totals. */
+  mySummary(year) { return this.request('GET', `/api/v1/me/summary${year ? `?year=${year}` : ''}`); }
+  async page(path, { limit = 20, cursor = '' } = {}) {
+    const q = new URLSearchParams({ limit: String(limit) });
+    if (cursor) q.set('cursor', cursor);
+    const { data, headers } = await this.request('GET', `${path}?${q}`, { withHeaders: true });
+    // A bare array per docs/protocol.md; {items: [...]} is accepted too.
+    const rows = Array.isArray(data) ? data : Array.isArray(data?.items) ? data.items : [];
+    return { rows, next: headers.get('X-Next-Cursor') ?? '' };
+  }
   packet(id, opts) { return this.request('GET', `/api/v1/packets/${encodeURIComponent(id)}`, opts); }
-  grab(id) { return this.request('POST', `/api/v1/packets/${encodeURIComponent(id)}/grab`); }
+  /** A password packet's grab carries the phrase. */
+  grab(id, password) {
+    return this.request('POST', `/api/v1/packets/${encodeURIComponent(id)}/grab`, password === undefined ? {} : { body: { password } });
+  }
   roomPackets(room, { status = 'all', limit = 50 } = {}) {
     return this.request('GET', `/api/v1/rooms/${encodeURIComponent(room)}/packets?status=${status}&limit=${limit}`);
   }
-  sendPacket(room, { kind, total, count, greeting }) {
-    return this.request('POST', `/api/v1/rooms/${encodeURIComponent(room)}/packets`, { body: { kind, total, count, greeting } });
+  /** to (user ids), password and opens_at (unix ms) only when set. */
+  sendPacket(room, { kind, total, count, greeting, to, password, opens_at: opensAt }) {
+    const body = { kind, total, count, greeting };
+    if (to !== undefined) body.to = to;
+    if (password !== undefined) body.password = password;
+    if (opensAt !== undefined) body.opens_at = opensAt;
+    return this.request('POST', `/api/v1/rooms/${encodeURIComponent(room)}/packets`, { body });
   }
   startRain(room, body) {
     return this.request('POST', `/api/v1/rooms/${encodeURIComponent(room)}/rains`, { body });

@@ -4,11 +4,15 @@ import { ERROR_MESSAGES, errorMessage, t, formatDuration, detectLang, __test } f
 
 const CODES = ['invalid_request', 'invalid_amount', 'invalid_count', 'uneven_total', 'share_too_small',
   'share_too_large', 'total_too_large', 'unauthorized', 'forbidden', 'not_found', 'already_grabbed',
-  'sold_out', 'expired', 'not_yet', 'insufficient_funds', 'rate_limited', 'unavailable'];
+  'sold_out', 'expired', 'not_yet', 'insufficient_funds', 'rate_limited', 'unavailable',
+  // issue 11
+  'not_for_you', 'wrong_password', 'daily_limit', 'room_rate_limited'];
+// The send form's own codes, shown inline.
+const FORM_CODES = ['invalid_to', 'invalid_password', 'invalid_opens_at', 'exclusive_password'];
 
 test('every wire error code has a zh and an en message', () => {
   for (const lang of ['zh', 'en']) {
-    for (const code of CODES) assert.ok(ERROR_MESSAGES[lang][code], `${lang} ${code}`);
+    for (const code of [...CODES, ...FORM_CODES]) assert.ok(ERROR_MESSAGES[lang][code], `${lang} ${code}`);
   }
   assert.equal(errorMessage({ code: 'sold_out' }, 'zh'), '手慢了，红包派完了');
   assert.equal(errorMessage({ code: 'brand_new', message: 'from server' }, 'en'), 'from server');
@@ -37,4 +41,12 @@ test('language detection', () => {
   assert.equal(detectLang({ search: '', saved: null, languages: ['fr-FR', 'zh-TW'] }), 'zh');
   assert.equal(detectLang({ search: '', saved: null, languages: ['en-US'] }), 'en');
   assert.equal(detectLang({ search: '', saved: null, languages: [] }), 'zh');
+});
+
+test('the issue 11 strings', () => {
+  assert.equal(t('card.exclusiveFor', { names: '小明、小红' }, 'zh'), '专属红包 · 给 小明、小红');
+  assert.equal(t('card.exclusiveFor', { names: 'Alice, Bob' }, 'en'), 'For Alice, Bob');
+  assert.equal(t('refund.toast', { amount: '¥1.23' }, 'zh'), '退回 ¥1.23');
+  assert.equal(t('refund.toast', { amount: '¥1.23' }, 'en'), 'Refunded ¥1.23');
+  assert.equal(errorMessage({ code: 'wrong_password' }, 'zh'), '口令不对，再试一次');
 });

@@ -11,8 +11,10 @@ import { openDialog, closeDialog } from './dialog.js';
 import { initTimeline, clearTimeline, addChat, addSystem, initComposer, relabelTimes } from './chat.js';
 import {
   initPackets, upsertPacket, applyGrabbed, applyProgress, applyFinished, applyOwnGrab,
-  clearPackets, relabelPackets, isRainPacket,
+  clearPackets, relabelPackets, isRainPacket, renderRecipients,
 } from './packets.js';
+import { matchPassword } from './kinds.js';
+import { initMy, reloadMy, isMyOpen, relabelMy } from './my.js';
 import {
   initRain, initRainDialog, startRain, adoptRainPacket, rainGrabbed, rainProgress, markRainsIncomplete,
   resetRain, relabelRain, relabelRainDialog,
@@ -93,17 +95,17 @@ function renderStats() {
 /* Grab: WebSocket first, REST if the socket is not there              */
 /* ------------------------------------------------------------------ */
 
-async function grab(packetId) {
+async function grab(packetId, password) {
   let res;
   if (socket?.isOpen) {
     try {
-      res = await socket.grab(packetId);
+      res = await socket.grab(packetId, password);
     } catch (err) {
       if (!(err instanceof SocketError) || err.code !== 'unavailable') throw err;
-      res = await api.grab(packetId); // connection dropped mid-grab: the server decides
+      res = await api.grab(packetId, password); // connection dropped mid-grab: the server decides
     }
   } else {
-    res = await api.grab(packetId);
+    res = await api.grab(packetId, password);
   }
   const vm = applyOwnGrab(packetId, res.amount, res.remaining);
   if (vm && !isRainPacket(vm) && Number.isInteger(res.amount)) {
@@ -113,6 +115,33 @@ async function grab(packetId) {
   // Let the 開 animation reveal the amount before the balance does.
   refreshMe(900);
   return res;
+}
+
+/** Say text in the room; the server echoes it back (else we show it anyway). */
+async function sendChat(text) {
+  if (!socket) throw new SocketError('unavailable', 'not connected');
+  const res = await socket.chat(text);
+  setTimeout(() => addChat({ id: res.id, user: state.user, text, at: res.at ?? serverNow(), local: !res.id }), 1500);
+  return res;
+}
+
+/**
+ * A password packet, QQ style: the phrase goes to the room as the user's
+ * chat line, and the grab carries it. The grab's answer is what counts; a
+ * chat line that could not be sent (offline, rate limited) is only told.
+ */
+async function sayPassword(packetId, phrase) {
+  sendChat(phrase).catch((err) => toast(errorMessage(err), { kind: 'error' }));
+  return grab(packetId, phrase);
+}
+
+/** A chat line that is a password packet's phrase grabs that packet too. */
+function grabByPassword(text) {
+  // Only this room's packets: one opened from My red packets may be elsewhere.
+  const here = [...state.packets.values()].filter((p) => !p.room || p.room === state.room);
+  const vm = matchPassword(text, here, { userId: state.user?.id, offset: state.clockOffset });
+  if (!vm) return;
+  grab(vm.id, text.trim()).catch((err) => toast(errorMessage(err), { kind: 'error' }));
 }
 
 /* ------------------------------------------------------------------ */
@@ -254,6 +283,14 @@ function onMessage(msg) {
       break;
     case 'presence':
       renderPresence(msg);
+      renderRecipients();
+      break;
+    case 'refunded':
+      // Ephemeral, to the sender's connections only: an expired packet's
+      // remainder is back in the wallet.
+      if (Number.isSafeInteger(msg.amount)) toast(t('refund.toast', { amount: formatFen(msg.amount) }), { kind: 'refund' });
+      refreshMe(0);
+      if (isMyOpen()) reloadMy();
       break;
     case 'error':
       if (msg.error) toast(errorMessage(msg.error), { kind: 'error' });
@@ -421,6 +458,7 @@ function relabelAll() {
   relabelPackets();
   relabelRain();
   relabelRainDialog();
+  relabelMy();
   renderStats();
 }
 
@@ -433,11 +471,12 @@ function boot() {
 
   initTimeline();
   initComposer(async (text) => {
-    const res = await socket.chat(text);
-    // Servers echo chat to the sender; if this one did not, show it anyway.
-    setTimeout(() => addChat({ id: res.id, user: state.user, text, at: res.at ?? serverNow(), local: !res.id }), 1500);
+    // The phrase of a password packet grabs it; the line is said either way.
+    grabByPassword(text);
+    await sendChat(text);
   });
-  initPackets({ api, grab, onOwnMoneyEvent: () => refreshMe() });
+  initPackets({ api, grab, sayPassword, onOwnMoneyEvent: () => refreshMe() });
+  initMy({ api });
   initRain({ api, grab, onOwnMoneyEvent: () => refreshMe(400) });
   initRainDialog();
   initRoomDialog();

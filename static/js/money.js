@@ -95,12 +95,59 @@ export function charCount(s) {
   return n;
 }
 
+// Issue 11's kinds: exclusive (to), password, countdown (opens_at).
+export const MAX_RECIPIENTS = 100;
+export const MAX_PASSWORD_CHARS = 32;
+/** A countdown packet opens at most this far ahead (docs: PROTOCOL11). */
+export const MAX_COUNTDOWN_MS = 10 * 60 * 1000;
+/** The phrase as the server compares it: NFC, nothing else. */
+export function normalisePassword(s) {
+  return String(s ?? '').normalize('NFC');
+}
+
+/**
+ * Check the extras of a packet the way the server does. Returns null or a
+ * code: invalid_to (1..100 distinct ids), invalid_password (1..32
+ * characters), invalid_opens_at (in the future, at most 10 minutes ahead),
+ * exclusive_password (both at once).
+ */
+export function validateExtras({ to, password, opens_at: opensAt } = {}, now = Date.now()) {
+  if (to !== undefined) {
+    if (!Array.isArray(to) || to.length < 1 || to.length > MAX_RECIPIENTS) return 'invalid_to';
+    if (new Set(to).size !== to.length || to.some((id) => typeof id !== 'string' || id === '')) return 'invalid_to';
+  }
+  if (password !== undefined) {
+    const n = charCount(normalisePassword(password));
+    if (typeof password !== 'string' || n < 1 || n > MAX_PASSWORD_CHARS) return 'invalid_password';
+  }
+  if (to !== undefined && password !== undefined) return 'exclusive_password';
+  if (opensAt !== undefined) {
+    if (!Number.isSafeInteger(opensAt) || opensAt <= now || opensAt > now + MAX_COUNTDOWN_MS) return 'invalid_opens_at';
+  }
+  return null;
+}
+
+/**
+ * Parse the countdown field: a whole number of seconds or minutes ("s" |
+ * "m"), 1 s .. 10 min. Returns {ok, ms} or {ok: false, code}.
+ */
+export function parseCountdown(value, unit) {
+  const s = String(value ?? '').trim().replace(/[\uFF10-\uFF19]/g, (c) => String.fromCharCode(c.charCodeAt(0) - 0xff10 + 48));
+  if (!/^\d{1,5}$/.test(s) || (unit !== 's' && unit !== 'm')) return { ok: false, code: 'invalid_opens_at' };
+  const ms = Number(s) * (unit === 'm' ? 60000 : 1000);
+  if (ms < 1000 || ms > MAX_COUNTDOWN_MS) return { ok: false, code: 'invalid_opens_at' };
+  return { ok: true, ms };
+}
+
 /**
  * Validate a red packet the way the server does.
- * kind: "lucky" | "equal"; total: fen; count: shares.
- * Returns null when valid, else an error code of the wire contract.
+ * kind: "lucky" | "equal"; total: fen; count: shares; and the optional
+ * extras to (user ids), password, opens_at (unix ms, checked against now).
+ * Returns null when valid, else an error code of the wire contract (or of
+ * the form: invalid_to, invalid_password, invalid_opens_at,
+ * exclusive_password, which the server answers as invalid_request).
  */
-export function validatePacket({ kind, total, count, greeting = '' }) {
+export function validatePacket({ kind, total, count, greeting = '', ...extras }, now = Date.now()) {
   if (kind !== 'lucky' && kind !== 'equal') return 'invalid_request';
   if (!Number.isSafeInteger(total) || total <= 0) return 'invalid_amount';
   if (!Number.isSafeInteger(count) || count < MIN_COUNT || count > MAX_COUNT) return 'invalid_count';
@@ -113,24 +160,38 @@ export function validatePacket({ kind, total, count, greeting = '' }) {
     return 'total_too_large';
   }
   if (charCount(greeting) > MAX_GREETING_CHARS) return 'invalid_request';
-  return null;
+  return validateExtras(extras, now);
 }
 
+const EXTRA_FIELD = { invalid_to: 'to', invalid_password: 'password', invalid_opens_at: 'countdown', exclusive_password: 'mode' };
+
 /**
- * Parse and validate the send-packet form in one go.
- * Returns {ok: true, packet: {kind, total, count, greeting}} or
- * {ok: false, code, field} where field names the input to focus.
+ * Parse and validate the send-packet form in one go. mode is "" (anyone),
+ * "exclusive" (to: the chosen user ids) or "password"; countdown, when
+ * given, is {value, unit: "s"|"m"}.
+ * Returns {ok: true, packet: {kind, total, count, greeting, to?, password?,
+ * opens_at?}} or {ok: false, code, field} where field names the input to
+ * focus.
  */
-export function validatePacketForm({ amount, count, kind, greeting }) {
+export function validatePacketForm({ amount, count, kind, greeting, mode = '', to = [], password = '', countdown = null }, now = Date.now()) {
   const a = parseYuan(amount);
   if (!a.ok) return { ok: false, code: a.code, field: 'amount' };
   const c = parseCount(count);
   if (!c.ok) return { ok: false, code: c.code, field: 'count' };
   const g = String(greeting ?? '').trim() || DEFAULT_GREETING;
-  const code = validatePacket({ kind, total: a.fen, count: c.count, greeting: g });
+  const packet = { kind, total: a.fen, count: c.count, greeting: g };
+  if (mode === 'exclusive') packet.to = [...to];
+  else if (mode === 'password') packet.password = String(password ?? '').trim();
+  else if (mode !== '') return { ok: false, code: 'invalid_request', field: 'mode' };
+  if (countdown) {
+    const d = parseCountdown(countdown.value, countdown.unit);
+    if (!d.ok) return { ok: false, code: d.code, field: 'countdown' };
+    packet.opens_at = now + d.ms;
+  }
+  const code = validatePacket(packet, now);
   if (code) {
-    const field = code === 'invalid_request' ? (kind === 'lucky' || kind === 'equal' ? 'greeting' : 'kind') : 'amount';
+    const field = EXTRA_FIELD[code] ?? (code === 'invalid_request' ? (kind === 'lucky' || kind === 'equal' ? 'greeting' : 'kind') : 'amount');
     return { ok: false, code, field };
   }
-  return { ok: true, packet: { kind, total: a.fen, count: c.count, greeting: g } };
+  return { ok: true, packet };
 }

@@ -99,3 +99,65 @@ test('charCount counts code points', () => {
   assert.equal(charCount('🧧🧧'), 2);
   assert.equal(charCount(''), 0);
 });
+
+test('validatePacket checks the issue 11 extras the way the server does', () => {
+  const now = 1_800_000_000_000;
+  const base = { kind: 'lucky', total: 300, count: 3, greeting: 'hi' };
+  const ids = (n) => Array.from({ length: n }, (_, i) => `u${i}`);
+  const cases = [
+    [{ to: ['bob'] }, null],
+    [{ to: ids(100) }, null],
+    [{ to: ids(101) }, 'invalid_to'],
+    [{ to: [] }, 'invalid_to'],
+    [{ to: ['bob', 'bob'] }, 'invalid_to'],
+    [{ to: [''] }, 'invalid_to'],
+    [{ to: 'bob' }, 'invalid_to'],
+    [{ password: '芝麻开门' }, null],
+    [{ password: 'x'.repeat(32) }, null],
+    [{ password: '口'.repeat(32) }, null],
+    [{ password: '口'.repeat(33) }, 'invalid_password'],
+    [{ password: '' }, 'invalid_password'],
+    [{ password: 7 }, 'invalid_password'],
+    // "é" as e + combining accent is one character after NFC.
+    [{ password: 'e\u0301'.repeat(32) }, null],
+    [{ to: ['bob'], password: 'pw' }, 'exclusive_password'],
+    [{ opens_at: now + 1000 }, null],
+    [{ opens_at: now + 600_000 }, null],
+    [{ opens_at: now + 600_001 }, 'invalid_opens_at'],
+    [{ opens_at: now }, 'invalid_opens_at'],
+    [{ opens_at: now + 1.5 }, 'invalid_opens_at'],
+    [{ to: ['bob'], opens_at: now + 5000 }, null],
+    [{ password: 'pw', opens_at: now + 5000 }, null],
+  ];
+  for (const [extra, want] of cases) {
+    assert.equal(validatePacket({ ...base, ...extra }, now), want, JSON.stringify(extra));
+  }
+  // The classic checks still come first.
+  assert.equal(validatePacket({ ...base, count: 0, to: [] }, now), 'invalid_count');
+});
+
+test('validatePacketForm builds the extras and names the field to fix', () => {
+  const now = 1_800_000_000_000;
+  const form = { amount: '3', count: '3', kind: 'equal', greeting: '' };
+  assert.deepEqual(validatePacketForm({ ...form, mode: 'exclusive', to: ['bob', 'carol'] }, now),
+    { ok: true, packet: { kind: 'equal', total: 300, count: 3, greeting: DEFAULT_GREETING, to: ['bob', 'carol'] } });
+  assert.deepEqual(validatePacketForm({ ...form, mode: 'password', password: ' 芝麻开门 ' }, now).packet.password, '芝麻开门');
+  assert.equal(validatePacketForm({ ...form, mode: 'password', password: 'no', countdown: { value: '2', unit: 'm' } }, now).packet.opens_at, now + 120_000);
+  assert.equal(validatePacketForm({ ...form, countdown: { value: '30', unit: 's' } }, now).packet.opens_at, now + 30_000);
+  // The password field is ignored unless the mode asks for it.
+  assert.equal(validatePacketForm({ ...form, password: 'x' }, now).packet.password, undefined);
+  const bad = [
+    [{ mode: 'exclusive', to: [] }, 'invalid_to', 'to'],
+    [{ mode: 'password', password: '   ' }, 'invalid_password', 'password'],
+    [{ mode: 'password', password: 'x'.repeat(33) }, 'invalid_password', 'password'],
+    [{ countdown: { value: '11', unit: 'm' } }, 'invalid_opens_at', 'countdown'],
+    [{ countdown: { value: '0', unit: 's' } }, 'invalid_opens_at', 'countdown'],
+    [{ countdown: { value: '', unit: 's' } }, 'invalid_opens_at', 'countdown'],
+    [{ mode: 'both' }, 'invalid_request', 'mode'],
+    [{ amount: '', mode: 'exclusive', to: [] }, 'invalid_amount', 'amount'],
+  ];
+  for (const [extra, code, field] of bad) {
+    const r = validatePacketForm({ ...form, ...extra }, now);
+    assert.deepEqual({ ok: r.ok, code: r.code, field: r.field }, { ok: false, code, field }, JSON.stringify(extra));
+  }
+});

@@ -3,7 +3,8 @@
 
 import { h, avatar, reducedMotion } from './dom.js';
 import { t, errorMessage, formatTime, formatDuration, getLang } from './i18n.js';
-import { formatFen, validatePacketForm, parseYuan, parseCount, charCount, MAX_GREETING_CHARS, DEFAULT_GREETING } from './money.js';
+import { formatFen, validatePacketForm, parseYuan, parseCount, charCount, MAX_GREETING_CHARS, DEFAULT_GREETING, MAX_PASSWORD_CHARS, MAX_RECIPIENTS } from './money.js';
+import { msUntil, isOpenAt, formatCountdown, isForUser, recipientNames } from './kinds.js';
 import { state, serverNow, isMe } from './state.js';
 import { insertItem, messageRow, addSystem } from './chat.js';
 import { openDialog, closeDialog } from './dialog.js';
@@ -15,11 +16,13 @@ const MIN_SPIN_MS = 700;
 const deps = {
   api: null,
   grab: async () => { throw new Error('not wired'); },
+  /** Send the phrase to the room as a chat line and grab with it. */
+  sayPassword: async () => { throw new Error('not wired'); },
   onOwnMoneyEvent: () => {},
 };
 
-export function initPackets({ api, grab, onOwnMoneyEvent }) {
-  Object.assign(deps, { api, grab, onOwnMoneyEvent });
+export function initPackets({ api, grab, sayPassword, onOwnMoneyEvent }) {
+  Object.assign(deps, { api, grab, sayPassword, onOwnMoneyEvent });
   initSendDialog();
   initOverlay();
   document.getElementById('messages').addEventListener('click', (e) => {
@@ -53,7 +56,7 @@ export function upsertPacket(p, { own = false } = {}) {
     };
     state.packets.set(p.id, vm);
   }
-  for (const k of ['room', 'sender', 'kind', 'total', 'count', 'greeting', 'created_at', 'visible_at', 'expires_at', 'rain_id']) {
+  for (const k of ['room', 'sender', 'kind', 'total', 'count', 'greeting', 'created_at', 'visible_at', 'expires_at', 'rain_id', 'to', 'password', 'opens_at']) {
     if (p[k] !== undefined && p[k] !== null) vm[k] = p[k];
   }
   if (STATUSES.has(p.status)) vm.status = mergeStatus(vm.status, p.status);
@@ -62,12 +65,29 @@ export function upsertPacket(p, { own = false } = {}) {
   if (Number.isInteger(p.grabbed_by_me)) vm.grabbed_by_me = p.grabbed_by_me;
   if (vm.remaining_count === 0 && vm.status === 'active') vm.status = 'empty';
   if (isRainPacket(vm)) return vm;
+  // A packet of another room (opened from My red packets) gets no card here.
+  if (vm.room && state.room && vm.room !== state.room) return vm;
   if (!vm.card) {
     vm.card = buildCard(vm);
     insertItem(vm.card.row, vm.created_at ?? serverNow(), { own: own || isMe(vm.sender) });
   }
   renderCard(vm);
+  scheduleOpening(vm);
   return vm;
+}
+
+/**
+ * A countdown card opens by itself at opens_at (the per-second tick draws
+ * the countdown; this lands the opening on time rather than up to a tick late).
+ */
+function scheduleOpening(vm) {
+  if (!isWaiting(vm) || vm.openTimer) return;
+  vm.openTimer = setTimeout(() => {
+    vm.openTimer = 0;
+    renderCard(vm);
+    if (ov?.dlg.open && ov.packetId === vm.id) renderOverlayGate(vm);
+    scheduleOpening(vm); // the clock offset moved meanwhile: not open yet
+  }, msUntil(vm.opens_at, Date.now(), state.clockOffset) + 1);
 }
 
 /** Statuses only move forward: active → empty|expired. */
@@ -97,18 +117,19 @@ export function clearPackets() {
 function buildCard(vm) {
   const greeting = h('span.pc-greeting');
   const stateLine = h('span.pc-state');
+  const extra = h('span.pc-extra');
   const remaining = h('span.packet-remaining');
   const kindLabel = h('span.pc-kind');
   const bar = h('span.pc-bar', {}, h('span.pc-bar-fill'));
   const button = h('button.packet-card', { type: 'button', 'data-packet-id': vm.id },
     h('span.pc-top', {},
       h('span.pc-icon', { 'aria-hidden': 'true' }, h('span.pc-icon-seal')),
-      h('span.pc-text', {}, greeting, stateLine)),
+      h('span.pc-text', {}, greeting, extra, stateLine)),
     bar,
     h('span.pc-bottom', {}, kindLabel, remaining));
   const row = messageRow('msg-packet', vm.sender, button, vm.created_at);
   row.dataset.packetId = vm.id;
-  return { row, button, greeting, stateLine, remaining, kindLabel, fill: bar.firstChild };
+  return { row, button, greeting, stateLine, extra, remaining, kindLabel, fill: bar.firstChild };
 }
 
 function notYetSeconds(vm) {
@@ -118,13 +139,46 @@ function notYetSeconds(vm) {
   return ms > 750 ? Math.ceil(ms / 1000) : 0;
 }
 
+/** A countdown packet (opens_at) that has not opened yet, on the server's clock. */
+export function isWaiting(vm) {
+  return !!vm?.opens_at && vm.status === 'active' && !isOpenAt(vm.opens_at, Date.now(), state.clockOffset);
+}
+
+function countdownText(vm) {
+  return formatCountdown(msUntil(vm.opens_at, Date.now(), state.clockOffset));
+}
+
+export function isForMe(vm) {
+  return !state.user || isForUser(vm, state.user.id);
+}
+
 function cardStateText(vm) {
   if (vm.grabbed_by_me != null) return t('card.opened', { amount: formatFen(vm.grabbed_by_me) });
   if (vm.status === 'empty') return t('card.empty');
   if (vm.status === 'expired') return t('card.expired');
+  // The sender of an exclusive packet for others waits with them.
+  if (!isForMe(vm)) return isMe(vm.sender) ? t('detail.waiting') : t('card.notForYou');
+  if (vm.opens_at && isWaiting(vm)) return t('card.countdown', { t: countdownText(vm) });
+  if (typeof vm.password === 'string') return t('card.sayPassword');
+  if (vm.opens_at) return t('card.open');
   const s = notYetSeconds(vm);
   if (s > 0) return t('card.notYet', { s });
   return t('card.open');
+}
+
+/** The card's second line: whom an exclusive packet is for, a password's phrase. */
+function cardExtraText(vm) {
+  if (Array.isArray(vm.to) && vm.to.length) return t('card.exclusiveFor', { names: recipientNames(vm.to, getLang()) });
+  if (typeof vm.password === 'string') return t('card.password', { phrase: vm.password });
+  return '';
+}
+
+function kindText(vm) {
+  const base = vm.kind === 'equal' ? t('card.equal') : t('card.lucky');
+  const extra = Array.isArray(vm.to) && vm.to.length ? t('card.exclusive')
+    : typeof vm.password === 'string' ? t('card.passwordKind')
+      : vm.opens_at ? t('card.countdownKind') : '';
+  return extra ? `${extra} · ${base}` : `${t('card.brand')} · ${base}`;
 }
 
 export function renderCard(vm, { bump = false } = {}) {
@@ -136,15 +190,23 @@ export function renderCard(vm, { bump = false } = {}) {
   b.dataset.remaining = String(vm.remaining_count ?? '');
   b.toggleAttribute('data-opened', vm.grabbed_by_me != null);
   b.toggleAttribute('data-mine', isMe(vm.sender));
+  b.toggleAttribute('data-exclusive', Array.isArray(vm.to) && vm.to.length > 0);
+  b.toggleAttribute('data-not-for-me', !isForMe(vm) && !isMe(vm.sender));
+  b.toggleAttribute('data-password', typeof vm.password === 'string');
+  b.toggleAttribute('data-countdown', !!vm.opens_at);
+  b.toggleAttribute('data-waiting', isWaiting(vm));
   c.greeting.textContent = vm.greeting || DEFAULT_GREETING;
   const stateText = cardStateText(vm);
   c.stateLine.textContent = stateText;
-  c.kindLabel.textContent = `${t('card.brand')} · ${vm.kind === 'equal' ? t('card.equal') : t('card.lucky')}`;
+  const extraText = cardExtraText(vm);
+  c.extra.textContent = extraText;
+  c.extra.hidden = !extraText;
+  c.kindLabel.textContent = kindText(vm);
   const left = vm.remaining_count ?? vm.count ?? 0;
   c.remaining.textContent = t('card.remaining', { left, count: vm.count ?? 0 });
   const ratio = vm.count ? Math.max(0, Math.min(1, left / vm.count)) : 0;
   c.fill.style.transform = `scaleX(${ratio})`;
-  b.setAttribute('aria-label', t('card.label', { name: vm.sender?.name ?? '', greeting: vm.greeting || DEFAULT_GREETING, status: `${stateText}, ${c.remaining.textContent}` }));
+  b.setAttribute('aria-label', t('card.label', { name: vm.sender?.name ?? '', greeting: vm.greeting || DEFAULT_GREETING, status: `${extraText ? `${extraText}, ` : ''}${stateText}, ${c.remaining.textContent}` }));
   if (bump && !reducedMotion()) {
     b.classList.remove('bump');
     void b.offsetWidth; // restart the animation (only on discrete events, never in a loop)
@@ -159,7 +221,10 @@ export function rerenderCards() {
 function tickCountdowns() {
   const now = serverNow();
   for (const vm of state.packets.values()) {
-    if (vm.card && vm.status === 'active' && vm.visible_at && vm.visible_at > now - 1500) renderCard(vm);
+    const at = vm.opens_at ?? vm.visible_at;
+    if (vm.status !== 'active' || !at || at <= now - 1500) continue;
+    if (vm.card) renderCard(vm);
+    if (ov?.dlg.open && ov.packetId === vm.id) renderOverlayGate(vm);
   }
 }
 
@@ -260,38 +325,93 @@ function initSendDialog() {
     greetingCount: document.getElementById('packet-greeting-count'),
     balanceHint: document.getElementById('packet-balance-hint'),
     badge: dlg.querySelector('.kind-badge'),
+    modes: [...dlg.querySelectorAll('input[name="mode"]')],
+    toWrap: document.getElementById('packet-to-wrap'),
+    to: document.getElementById('packet-to'),
+    toCount: document.getElementById('packet-to-count'),
+    pwWrap: document.getElementById('packet-password-wrap'),
+    password: document.getElementById('packet-password'),
+    pwCount: document.getElementById('packet-password-count'),
+    cdOn: document.getElementById('packet-countdown-on'),
+    cdWrap: document.getElementById('packet-countdown-wrap'),
+    countdown: document.getElementById('packet-countdown'),
+    cdUnit: document.getElementById('packet-countdown-unit'),
+    fieldErrors: Object.fromEntries([...dlg.querySelectorAll('[data-error-for]')].map((el) => [el.dataset.errorFor, el])),
   };
   const e = sendEls;
+  e.mode = e.modes[0];
   document.getElementById('send-packet-button').addEventListener('click', (ev) => {
     showError(null);
     e.greeting.placeholder = DEFAULT_GREETING;
+    renderRecipients({ force: true });
     updateSendPreview();
     openDialog(dlg, { opener: ev.currentTarget, focus: e.amount });
   });
-  for (const el of [e.amount, e.count, e.kind, e.greeting]) {
-    el.addEventListener('input', () => { updateSendPreview(); if (e.error.textContent) showError(null); });
+  for (const el of [e.amount, e.count, e.kind, e.greeting, e.password, e.countdown, e.cdUnit, e.cdOn, ...e.modes]) {
+    el.addEventListener('input', () => { updateSendPreview(); if (hasErrors()) showError(null); });
     el.addEventListener('change', updateSendPreview);
   }
+  e.to.addEventListener('change', () => { updateSendPreview(); if (hasErrors()) showError(null); });
   e.form.addEventListener('submit', onSendSubmit);
 }
 
+function hasErrors() {
+  const e = sendEls;
+  return !!e.error.textContent || Object.values(e.fieldErrors).some((el) => el.textContent);
+}
+
+/** The mode radio: "" (anyone), "exclusive" or "password"; one at a time, so never both. */
+function currentMode() {
+  return sendEls.modes.find((r) => r.checked)?.value ?? '';
+}
+
+const chosenTo = new Set();
+
+/**
+ * The exclusive packet's recipients: the room's online members (from
+ * presence), the sender excluded. Choices survive a presence update.
+ */
+export function renderRecipients({ force = false } = {}) {
+  const e = sendEls;
+  // Rebuilt on opening the dialog, and on presence only while it is open.
+  if (!e || (!force && !e.dlg.open)) return;
+  const users = (state.presence.users ?? []).filter((u) => u?.id && !isMe(u));
+  const online = new Set(users.map((u) => u.id));
+  for (const id of [...chosenTo]) if (!online.has(id)) chosenTo.delete(id);
+  const sorted = [...users].sort((a, b) => String(a.name).localeCompare(String(b.name)));
+  e.to.replaceChildren(...sorted.slice(0, MAX_RECIPIENTS * 2).map((u) => h('li.to-row', {},
+    h('label.check', {},
+      h('input', { type: 'checkbox', value: u.id, checked: chosenTo.has(u.id), 'data-user-id': u.id,
+        onchange: (ev) => { if (ev.target.checked) chosenTo.add(u.id); else chosenTo.delete(u.id); updateSendPreview(); } }),
+      avatar(u, 'xs', h('span')),
+      h('span.to-name', { text: u.name ?? u.id })))));
+  if (!sorted.length) e.to.append(h('li.to-none', { text: t('packet.toNone') }));
+  updateSendPreview();
+}
+
+const FIELD_INPUT = { to: 'to', password: 'password', countdown: 'countdown', mode: 'mode' };
+
 function showError(err, field) {
   const e = sendEls;
-  for (const el of [e.amount, e.count, e.greeting, e.kind]) el.removeAttribute('aria-invalid');
-  if (!err) {
-    e.error.textContent = '';
-    delete e.error.dataset.code;
-    return;
-  }
-  e.error.dataset.code = err.code;
+  for (const el of [e.amount, e.count, e.greeting, e.kind, e.password, e.countdown, e.to]) el.removeAttribute('aria-invalid');
+  for (const el of Object.values(e.fieldErrors)) { el.textContent = ''; delete el.dataset.code; }
+  e.error.textContent = '';
+  delete e.error.dataset.code;
+  if (!err) return;
   const friendly = errorMessage(err);
-  e.error.replaceChildren(friendly);
+  // The new kinds' checks show under their own field; the rest above the button.
+  const target = e.fieldErrors[field === 'mode' ? 'password' : field] ?? e.error;
+  target.dataset.code = err.code;
+  target.replaceChildren(friendly);
   // Show the server's own words too when they add something.
   if (err.message && err.message !== friendly && err.serverMessage !== false) {
-    e.error.append(h('small.error-detail', { text: err.message }));
+    target.append(h('small.error-detail', { text: err.message }));
   }
-  const el = field && e[field];
-  if (el) { el.setAttribute('aria-invalid', 'true'); el.focus(); }
+  const el = field && e[FIELD_INPUT[field] ?? field];
+  if (el) {
+    el.setAttribute('aria-invalid', 'true');
+    (el === e.to ? e.to.querySelector('input') ?? e.modes[1] : el === e.mode ? e.modes.find((r) => r.checked) : el)?.focus();
+  }
 }
 
 export function updateSendPreview() {
@@ -312,13 +432,25 @@ export function updateSendPreview() {
   e.greetingCount.textContent = `${n}/${MAX_GREETING_CHARS}`;
   e.greetingCount.classList.toggle('over', n > MAX_GREETING_CHARS);
   e.balanceHint.textContent = state.balance == null ? '' : t('packet.balanceHint', { balance: formatFen(state.balance) });
+  const mode = currentMode();
+  e.toWrap.hidden = mode !== 'exclusive';
+  e.pwWrap.hidden = mode !== 'password';
+  e.cdWrap.hidden = !e.cdOn.checked;
+  e.toCount.textContent = chosenTo.size ? t('packet.toCount', { n: chosenTo.size }) : '';
+  const pw = charCount(e.password.value.trim());
+  e.pwCount.textContent = `${pw}/${MAX_PASSWORD_CHARS}`;
+  e.pwCount.classList.toggle('over', pw > MAX_PASSWORD_CHARS);
 }
 
 async function onSendSubmit(ev) {
   ev.preventDefault();
   const e = sendEls;
   if (e.submit.disabled) return;
-  const v = validatePacketForm({ amount: e.amount.value, count: e.count.value, kind: e.kind.value, greeting: e.greeting.value });
+  const v = validatePacketForm({
+    amount: e.amount.value, count: e.count.value, kind: e.kind.value, greeting: e.greeting.value,
+    mode: currentMode(), to: [...chosenTo], password: e.password.value,
+    countdown: e.cdOn.checked ? { value: e.countdown.value, unit: e.cdUnit.value } : null,
+  }, serverNow());
   if (!v.ok) { showError({ code: v.code }, v.field); return; }
   if (state.balance != null && v.packet.total > state.balance) { showError({ code: 'insufficient_funds' }, 'amount'); return; }
   showError(null);
@@ -330,10 +462,14 @@ async function onSendSubmit(ev) {
     e.amount.value = '';
     e.count.value = '';
     e.greeting.value = '';
+    e.password.value = '';
+    chosenTo.clear();
+    e.modes[0].checked = true;
+    e.cdOn.checked = false;
     if (res?.packet) upsertPacket(res.packet, { own: true });
     deps.onOwnMoneyEvent('sent');
   } catch (err) {
-    showError(err, err.code === 'invalid_count' ? 'count' : 'amount');
+    showError(err, err.code === 'invalid_count' ? 'count' : err.code === 'not_for_you' ? 'to' : 'amount');
   } finally {
     e.submit.disabled = false;
     e.submit.textContent = t('packet.submit');
@@ -362,9 +498,19 @@ function initOverlay() {
     summary: document.getElementById('detail-summary'),
     claims: document.getElementById('detail-claims'),
     note: document.getElementById('detail-note'),
+    pwForm: document.getElementById('open-password'),
+    pwInput: document.getElementById('open-password-input'),
+    pwSend: document.getElementById('open-password-send'),
     packetId: null,
   };
-  ov.coin.addEventListener('click', onOpenClick);
+  ov.coin.addEventListener('click', () => onOpenClick());
+  ov.pwForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    const phrase = ov.pwInput.value.trim();
+    if (!phrase) { ov.pwInput.setAttribute('aria-invalid', 'true'); ov.pwInput.focus(); return; }
+    ov.pwInput.removeAttribute('aria-invalid');
+    onOpenClick(phrase);
+  });
   ov.link.addEventListener('click', () => { if (ov.packetId) showDetail(ov.packetId); });
   // The close event is queued, not synchronous: when the overlay is closed and
   // reopened at once it arrives after the reopen and must not reset it.
@@ -398,7 +544,7 @@ function showResultError(code, message) {
 }
 
 /** Tap on a card (or anything else that names a packet). */
-export async function openPacket(id, opener) {
+export async function openPacket(id, opener, { detail = false } = {}) {
   let vm = state.packets.get(id);
   const seq = ++overlaySeq;
   ov.packetId = id;
@@ -406,9 +552,12 @@ export async function openPacket(id, opener) {
   ov.detail.hidden = true;
   ov.coin.classList.remove('spinning');
   ov.coin.disabled = false;
+  ov.pwInput.value = '';
+  ov.pwInput.removeAttribute('aria-invalid');
   fillHeader(vm);
   setStage(vm && vm.grabbed_by_me != null ? 'result' : 'envelope');
-  openDialog(ov.dlg, { opener, focus: vm && vm.grabbed_by_me != null ? null : ov.coin });
+  const usePassword = vm && vm.grabbed_by_me == null && typeof vm.password === 'string' && vm.status === 'active';
+  openDialog(ov.dlg, { opener, focus: vm && vm.grabbed_by_me != null ? null : usePassword ? ov.pwInput : ov.coin });
   if (!vm) {
     // Unknown packet (deep link): fetch it first.
     try {
@@ -426,7 +575,40 @@ export async function openPacket(id, opener) {
   if (vm.grabbed_by_me != null) {
     showAmount(vm.grabbed_by_me);
     showDetail(id);
+  } else if (detail) {
+    showDetail(id);
+  } else if (vm.status === 'active' && !isForMe(vm)) {
+    // An exclusive packet for others: its sender sees who took it; anyone
+    // else is told at once, no grab needed.
+    if (isMe(vm.sender)) {
+      showDetail(id);
+    } else {
+      showResultError('not_for_you');
+      setStage('result');
+    }
   }
+}
+
+/**
+ * The parts of the envelope that depend on the kind: the countdown (the
+ * coin waits, then opens by itself), the password form, the recipients.
+ */
+function renderOverlayGate(vm) {
+  if (!vm || !ov) return;
+  const active = vm.status === 'active' && vm.grabbed_by_me == null;
+  const waiting = active && isWaiting(vm);
+  const password = active && typeof vm.password === 'string' && isForMe(vm);
+  ov.dlg.toggleAttribute('data-waiting', waiting);
+  ov.dlg.toggleAttribute('data-password', password);
+  ov.pwForm.hidden = !password;
+  ov.pwInput.disabled = waiting;
+  ov.pwSend.disabled = waiting;
+  if (!ov.coin.classList.contains('spinning')) ov.coin.disabled = waiting || password;
+  if (ov.result.dataset.error || ov.result.dataset.amount) return;
+  if (waiting) ov.hint.textContent = t('open.countdown', { t: countdownText(vm) });
+  else if (password) ov.hint.textContent = t('open.passwordHint', { phrase: vm.password });
+  else if (active && Array.isArray(vm.to) && vm.to.length) ov.hint.textContent = t('open.forOthers', { names: recipientNames(vm.to, getLang()) });
+  else if (active) ov.hint.textContent = '';
 }
 
 function fillHeader(vm) {
@@ -436,19 +618,26 @@ function fillHeader(vm) {
   ov.greeting.textContent = vm?.greeting || DEFAULT_GREETING;
   ov.hint.textContent = vm?.status === 'empty' ? t('open.hintEmpty') : vm?.status === 'expired' ? t('open.hintExpired') : '';
   ov.dlg.dataset.kind = vm?.kind ?? 'lucky';
+  if (vm) renderOverlayGate(vm);
+  else { ov.pwForm.hidden = true; ov.dlg.removeAttribute('data-waiting'); }
 }
 
-async function onOpenClick() {
+async function onOpenClick(phrase) {
   const id = ov.packetId;
-  if (!id || ov.coin.disabled) return;
+  if (!id) return;
+  if (phrase === undefined && ov.coin.disabled) return;
+  if (phrase !== undefined && ov.pwSend.disabled) return;
   const seq = overlaySeq;
   ov.coin.disabled = true;
+  ov.pwSend.disabled = true;
   ov.coin.classList.add('spinning');
+  clearResult();
   setStage('opening');
   const started = performance.now();
   let outcome;
   try {
-    outcome = { ok: true, res: await deps.grab(id) };
+    // A password packet: the phrase goes to the room as a chat line, as in QQ.
+    outcome = { ok: true, res: await (phrase === undefined ? deps.grab(id) : deps.sayPassword(id, phrase)) };
   } catch (err) {
     outcome = { ok: false, err };
   }
@@ -458,6 +647,7 @@ async function onOpenClick() {
   ov.coin.classList.remove('spinning');
   if (outcome.ok) {
     showAmount(outcome.res.amount);
+    renderOverlayGate(state.packets.get(id));
     setStage('result');
     setTimeout(() => { if (seq === overlaySeq) showDetail(id); }, reducedMotion() ? 0 : 650);
   } else {
@@ -465,6 +655,16 @@ async function onOpenClick() {
     showResultError(code, outcome.err?.message);
     setStage('result');
     ov.coin.disabled = false;
+    ov.pwSend.disabled = false;
+    if (code === 'wrong_password') {
+      // Keep the phrase in sight for the next try.
+      const vm = state.packets.get(id);
+      if (typeof vm?.password === 'string') ov.hint.textContent = t('open.passwordHint', { phrase: vm.password });
+      ov.pwInput.select();
+      ov.pwInput.focus();
+    }
+    // The page's clock estimate was early: wait on the envelope and retry.
+    if (code === 'not_yet') { setStage('envelope'); renderOverlayGate(state.packets.get(id)); }
     if (code === 'already_grabbed') showDetail(id);
   }
 }

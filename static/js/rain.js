@@ -161,9 +161,13 @@ function queueDrop(rain, p, endLocal) {
   queue.splice(i, 0, d);
 }
 
-/** Packets scheduled ahead of their creation belong to a rain. */
+/**
+ * Packets scheduled ahead of their creation belong to a rain, unless they
+ * say when they open (opens_at): those are countdown packets, with a card.
+ */
 const SCHEDULED_MS = 1500;
 export function isScheduled(p) {
+  if (p?.opens_at != null) return false;
   return Number.isFinite(p?.visible_at) && Number.isFinite(p?.created_at) && p.visible_at - p.created_at > SCHEDULED_MS;
 }
 

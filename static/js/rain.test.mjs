@@ -1,6 +1,6 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { readRainForm } from './rain.js';
+import { readRainForm, isScheduled } from './rain.js';
 
 test('rain form: fen, counts and cost', () => {
   assert.deepEqual(readRainForm({ packets: '30', count: '3', amount: '0.30', duration: '20', greeting: '' }), {
@@ -19,4 +19,10 @@ test('rain form: validation', () => {
   assert.equal(readRainForm({ packets: '5', count: '1', amount: '200.01', duration: '5' }).code, 'total_too_large');
   assert.equal(readRainForm({ packets: '5', count: '3', amount: '1.001', duration: '5' }).code, 'invalid_amount');
   assert.equal(readRainForm({ packets: '5', count: '3', amount: '1', duration: '0' }).field, 'duration');
+});
+
+test('a countdown packet (opens_at) is not a rain packet', () => {
+  assert.equal(isScheduled({ created_at: 1000, visible_at: 9000 }), true);
+  assert.equal(isScheduled({ created_at: 1000, visible_at: 9000, opens_at: 9000 }), false);
+  assert.equal(isScheduled({ created_at: 1000, visible_at: 1000 }), false);
 });

@@ -253,6 +253,9 @@ export class RoomSocket extends EventTarget {
     });
   }
 
-  grab(packetId) { return this.request({ type: 'grab', packet_id: packetId }); }
+  /** A password packet's grab carries the phrase. */
+  grab(packetId, password) {
+    return this.request(password === undefined ? { type: 'grab', packet_id: packetId } : { type: 'grab', packet_id: packetId, password });
+  }
   chat(text) { return this.request({ type: 'chat', text }); }
 }

@@ -98,6 +98,10 @@ test('results are matched by ref; the token is offered as a subprotocol', async 
   const p2 = s.chat('hi');
   ws1.recv({ type: 'result', ref: 'c2', ok: false, error: { code: 'rate_limited', message: 'slow' } });
   await assert.rejects(p2, (e) => e.code === 'rate_limited');
+  const pw = s.grab('p9', '芝麻开门');
+  assert.deepEqual(ws1.sent[2], { type: 'grab', packet_id: 'p9', password: '芝麻开门', ref: 'c3' });
+  ws1.recv({ type: 'result', ref: 'c3', ok: false, error: { code: 'wrong_password', message: 'no' } });
+  await assert.rejects(pw, (e) => e.code === 'wrong_password');
   const p3 = s.grab('p2');
   ws1.drop(1008);
   await assert.rejects(p3, (e) => e.code === 'unavailable');
