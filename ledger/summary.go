@@ -18,7 +18,7 @@ type Summary struct {
 // Summary adds up userID's money in [from, to) (unix ms): packets sent by
 // their creation time, committed claims by their grab time, and refunds of
 // more than nothing by the time their packet finished. Each sum walks one
-// index by user and time (packets_sender, claims_user).
+// index by user and time (packets_sender, claims_user, packets_refunded).
 func (l *Ledger) Summary(ctx context.Context, userID string, from, to int64) (Summary, error) {
 	var s Summary
 	err := l.pool.QueryRow(ctx, `select
