@@ -7,8 +7,11 @@ import (
 	"io"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/hongbao-dev/hongbao/internal/redistest"
 )
@@ -18,8 +21,12 @@ import (
 func waitUsersChannel(t *testing.T, s *server, n int64) {
 	t.Helper()
 	ch := s.cfg.KeyPrefix + ":{users}:events"
+	publish := s.rdb.Publish
+	if _, cluster := s.rdb.(*redis.ClusterClient); cluster {
+		publish = s.rdb.SPublish
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for s.rdb.Publish(context.Background(), ch, "nobody\n{}").Val() < n {
+	for publish(context.Background(), ch, "nobody\n{}").Val() < n {
 		if time.Now().After(deadline) {
 			t.Fatalf("fewer than %d instances subscribed to %s", n, ch)
 		}
@@ -44,9 +51,17 @@ type meTotals struct {
 
 // A packet that expires with money left: its sender hears "refunded" on
 // each of their connections, in two rooms on two instances, with the
-// amount /me shows as refunded; another member of the room does not.
+// amount /me shows as refunded; another member of the room does not. Both
+// modes, and Redis-only on a Redis Cluster (sharded pub/sub, every script
+// on its own slot).
 func TestRefundedReachesTheSenderEverywhere(t *testing.T) {
-	for _, mode := range modes {
+	onCluster := func(t testing.TB, _ string) Config {
+		return testConfig(t, strings.Join(redistest.NewCluster(t).Options().Addrs, ","))
+	}
+	for _, mode := range append(modes[:len(modes):len(modes)], struct {
+		name   string
+		config func(t testing.TB, redisURL string) Config
+	}{"redis-cluster", onCluster}) {
 		t.Run(mode.name, func(t *testing.T) {
 			db, _ := redistest.New(t)
 			cfg := mode.config(t, db.URL())
