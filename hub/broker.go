@@ -25,9 +25,15 @@ type Broker interface {
 	Subscribe(ctx context.Context, room string) error
 	// Unsubscribe stops delivery of room's frames.
 	Unsubscribe(ctx context.Context, room string) error
+	// PublishUser sends frame to every running instance, for the
+	// connections of user user (see users.go: one channel shared by every
+	// user, which each instance subscribes to while Run runs). The broker
+	// must not retain frame after PublishUser returns.
+	PublishUser(ctx context.Context, user string, frame []byte) error
 	// Run hands r every received message and every re-established
 	// subscription, one call at a time, until ctx is done; it then returns
-	// nil.
+	// nil. While it runs it also receives the user channel, whose frames
+	// go to r.ReceiveUser.
 	Run(ctx context.Context, r Receiver) error
 	// Close releases the broker's resources; Run returns after it.
 	Close() error
@@ -84,9 +90,13 @@ type Receiver interface {
 	// in between were never received, and the receiver must find out what
 	// it missed.
 	Resubscribed(room string)
+	// ReceiveUser is one frame published with PublishUser for user. It
+	// must not retain frame.
+	ReceiveUser(user string, frame []byte)
 }
 
-// ReceiverFunc adapts a function to Receiver; Resubscribed does nothing.
+// ReceiverFunc adapts a function to Receiver; Resubscribed and ReceiveUser
+// do nothing.
 type ReceiverFunc func(room string, msg []byte)
 
 // Receive implements Receiver.
@@ -94,3 +104,6 @@ func (f ReceiverFunc) Receive(room string, msg []byte) { f(room, msg) }
 
 // Resubscribed implements Receiver.
 func (ReceiverFunc) Resubscribed(string) {}
+
+// ReceiveUser implements Receiver.
+func (ReceiverFunc) ReceiveUser(string, []byte) {}

@@ -31,6 +31,7 @@ type MemoryBroker struct {
 
 type memoryFrame struct {
 	room  string
+	user  string // set for a PublishUser frame, room then empty
 	frame []byte
 }
 
@@ -78,6 +79,19 @@ func (b *MemoryBroker) Publish(ctx context.Context, room string, frame []byte) e
 	}
 }
 
+// PublishUser implements Broker: the frame is queued for Run like a room's.
+func (b *MemoryBroker) PublishUser(ctx context.Context, user string, frame []byte) error {
+	f := memoryFrame{user: user, frame: append([]byte(nil), frame...)}
+	select {
+	case b.queue <- f:
+		return nil
+	case <-b.closed:
+		return ErrBrokerClosed
+	case <-ctx.Done():
+		return fmt.Errorf("memory broker publish to user %q: %w", user, ctx.Err())
+	}
+}
+
 // Subscribe implements Broker.
 func (b *MemoryBroker) Subscribe(ctx context.Context, room string) error {
 	select {
@@ -113,7 +127,11 @@ func (b *MemoryBroker) Run(ctx context.Context, r Receiver) error {
 	for {
 		select {
 		case f := <-b.queue:
-			r.Receive(f.room, f.frame)
+			if f.user != "" {
+				r.ReceiveUser(f.user, f.frame)
+			} else {
+				r.Receive(f.room, f.frame)
+			}
 		case <-ctx.Done():
 			return nil
 		case <-b.closed:

@@ -56,7 +56,9 @@ type RedisBrokerConfig struct {
 
 // RedisBroker is a Broker over Redis pub/sub. Each room maps to the channel
 // "<prefix>:{r:<room>}:events"; the hash tag keeps a room's channel and its
-// keys in one cluster slot.
+// keys in one cluster slot. Frames for users (PublishUser) share the one
+// channel "<prefix>:{users}:events", as "<user id>\n<frame>"; Run keeps it
+// subscribed like a room (sharded: on the master of its slot) while it runs.
 //
 // # Connections
 //
@@ -110,9 +112,10 @@ type RedisBrokerConfig struct {
 //     sends for s; s.live is false from a loss until the confirmation that
 //     ends it, which is reported once.
 type RedisBroker struct {
-	rdb redis.UniversalClient
-	cfg RedisBrokerConfig
-	pfx string // "<prefix>:{r:"
+	rdb     redis.UniversalClient
+	cfg     RedisBrokerConfig
+	pfx     string // "<prefix>:{r:"
+	usersCh string // the channel of user-directed frames
 
 	in      chan redisEvent // readers -> Run
 	closed  chan struct{}
@@ -131,6 +134,9 @@ type RedisBroker struct {
 // redisSub is one wanted channel. Its fields are guarded by RedisBroker.mu.
 type redisSub struct {
 	room string
+	// users marks the user channel's subscription, which has no room: its
+	// loss is not reported (user frames are ephemeral).
+	users bool
 	// conn is where the channel is subscribed or being subscribed; nil
 	// while it waits in pending.
 	conn *redisConn
@@ -154,9 +160,11 @@ type redisConn struct {
 
 var errRedisConnLost = errors.New("pubsub connection lost")
 
-// redisEvent is a message for Run, or (resub) a restored subscription.
+// redisEvent is a message for Run, or (resub) a restored subscription, or
+// (user set) a frame for a user's connections.
 type redisEvent struct {
 	room  string
+	user  string
 	frame []byte
 	resub bool
 }
@@ -164,6 +172,7 @@ type redisEvent struct {
 const (
 	redisChannelSuffix = "}:events"
 	redisOnlineSuffix  = "}:online"
+	redisUsersChannel  = ":{users}:events"
 	// redisInbound is the hand-off queue between PubSub readers and Run; it
 	// lets a reader keep draining its socket while Run fans out a frame.
 	redisInbound = 1024
@@ -207,6 +216,7 @@ func NewRedisBroker(rdb redis.UniversalClient, cfg RedisBrokerConfig) *RedisBrok
 		rdb:     rdb,
 		cfg:     cfg,
 		pfx:     cfg.Prefix + ":{r:",
+		usersCh: cfg.Prefix + redisUsersChannel,
 		in:      make(chan redisEvent, redisInbound),
 		closed:  make(chan struct{}),
 		wake:    make(chan struct{}, 1),
@@ -234,12 +244,26 @@ func (b *RedisBroker) roomOf(channel string) (string, bool) {
 
 // Publish implements Broker.
 func (b *RedisBroker) Publish(ctx context.Context, room string, frame []byte) error {
-	ch := b.Channel(room)
+	return b.publish(ctx, b.Channel(room), frame)
+}
+
+// UsersChannel returns the Redis pub/sub channel that carries every
+// user-directed frame.
+func (b *RedisBroker) UsersChannel() string { return b.usersCh }
+
+// PublishUser implements Broker.
+func (b *RedisBroker) PublishUser(ctx context.Context, user string, frame []byte) error {
+	msg := make([]byte, 0, len(user)+1+len(frame))
+	msg = append(append(append(msg, user...), '\n'), frame...)
+	return b.publish(ctx, b.usersCh, msg)
+}
+
+func (b *RedisBroker) publish(ctx context.Context, ch string, msg []byte) error {
 	var err error
 	if b.cfg.Sharded {
-		err = b.rdb.SPublish(ctx, ch, frame).Err()
+		err = b.rdb.SPublish(ctx, ch, msg).Err()
 	} else {
-		err = b.rdb.Publish(ctx, ch, frame).Err()
+		err = b.rdb.Publish(ctx, ch, msg).Err()
 	}
 	if err != nil {
 		return fmt.Errorf("redis broker: publish %s: %w", ch, err)
@@ -287,7 +311,10 @@ func (b *RedisBroker) Subscribe(ctx context.Context, room string) error {
 
 // Unsubscribe implements Broker.
 func (b *RedisBroker) Unsubscribe(ctx context.Context, room string) error {
-	ch := b.Channel(room)
+	return b.unsubscribe(ctx, b.Channel(room))
+}
+
+func (b *RedisBroker) unsubscribe(ctx context.Context, ch string) error {
 	b.mu.Lock()
 	s := b.subs[ch]
 	delete(b.subs, ch)
@@ -314,14 +341,25 @@ func (b *RedisBroker) Unsubscribe(ctx context.Context, room string) error {
 	return nil
 }
 
-// Run implements Broker.
+// Run implements Broker. It wants the user channel while it runs: the
+// placer subscribes it (and restores it after a loss) in the background, so
+// Run starts at once even while Redis is down.
 func (b *RedisBroker) Run(ctx context.Context, r Receiver) error {
+	b.wantUsers()
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.Background(), b.cfg.SubscribeTimeout)
+		defer cancel()
+		_ = b.unsubscribe(uctx, b.usersCh)
+	}()
 	for {
 		select {
 		case e := <-b.in:
-			if e.resub {
+			switch {
+			case e.resub:
 				r.Resubscribed(e.room)
-			} else {
+			case e.user != "":
+				r.ReceiveUser(e.user, e.frame)
+			default:
 				r.Receive(e.room, e.frame)
 			}
 		case <-ctx.Done():
@@ -330,6 +368,18 @@ func (b *RedisBroker) Run(ctx context.Context, r Receiver) error {
 			return nil
 		}
 	}
+}
+
+// wantUsers queues the user channel's subscription for the placer.
+func (b *RedisBroker) wantUsers() {
+	b.mu.Lock()
+	if b.subs[b.usersCh] == nil {
+		s := &redisSub{users: true, ack: make(chan struct{})}
+		b.subs[b.usersCh] = s
+		b.pending[b.usersCh] = s
+	}
+	b.mu.Unlock()
+	b.kick()
 }
 
 // Close implements Broker: it closes the broker's PubSub connections (not
@@ -605,17 +655,28 @@ func (b *RedisBroker) read(c *redisConn) {
 		case *redis.Subscription:
 			b.subscription(c, m)
 		case *redis.Message:
-			room, ok := b.roomOf(m.Channel)
+			e, ok := b.event(m)
 			if !ok || !b.placedOn(c, m.Channel) {
 				continue
 			}
 			select {
-			case b.in <- redisEvent{room: room, frame: []byte(m.Payload)}:
+			case b.in <- e:
 			case <-b.closed:
 				return
 			}
 		}
 	}
+}
+
+// event turns a message into Run's event: a room's frames, or a frame for
+// a user; false for a channel or payload that is neither.
+func (b *RedisBroker) event(m *redis.Message) (redisEvent, bool) {
+	if m.Channel == b.usersCh {
+		user, frame, ok := strings.Cut(m.Payload, "\n")
+		return redisEvent{user: user, frame: []byte(frame)}, ok && user != ""
+	}
+	room, ok := b.roomOf(m.Channel)
+	return redisEvent{room: room, frame: []byte(m.Payload)}, ok
 }
 
 func isRedisReply(err error) bool {
@@ -681,7 +742,7 @@ func (b *RedisBroker) confirmed(c *redisConn, ch string) {
 	switch {
 	case ack != nil:
 		close(ack)
-	case !wasLive:
+	case !wasLive && !s.users:
 		select {
 		case b.in <- redisEvent{room: s.room, resub: true}:
 		case <-b.closed:

@@ -36,6 +36,10 @@ func (r *recorder) Receive(room string, msg []byte) {
 
 func (r *recorder) Resubscribed(room string) { r.events <- recEvent{room: room, resub: true} }
 
+func (r *recorder) ReceiveUser(user string, frame []byte) {
+	r.events <- recEvent{room: "user:" + user, msg: string(frame)}
+}
+
 // runBroker runs br with a recorder until the test ends, then closes br.
 func runBroker(t *testing.T, br Broker, block chan struct{}) *recorder {
 	t.Helper()

@@ -3,7 +3,8 @@
 //
 // The hub knows nothing about red packets or money: callers hand it opaque
 // frames ([]byte, one JSON document each) and a room name, and it delivers
-// them to every connection in that room on every instance.
+// them to every connection in that room on every instance; or a user id,
+// and it delivers them to every connection of that user.
 //
 // # Shape
 //
@@ -15,6 +16,8 @@
 //   - hub.go: Hub, Publish, the broker delivery path and fan-out.
 //   - publish.go: publishes to a busy room batched into one broker message.
 //   - room.go: sharded room membership and the broker subscription lifecycle.
+//   - users.go: frames for every connection of one user, in any room, on
+//     any instance (PublishUser), over one broker channel all hubs share.
 //   - client.go: one connection: the read loop and its on-demand writer.
 //   - drain.go: stopping: frames in hand answered, then 1001.
 //   - recover.go: a panic serving one connection closes it with 1011.

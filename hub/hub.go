@@ -50,6 +50,7 @@ type Hub struct {
 
 	seed   maphash.Seed
 	shards []*shard
+	users  []*userShard // user id -> local connections (users.go)
 
 	seq     atomic.Uint64 // last Client.seq handed out
 	nconns  atomic.Int64
@@ -102,6 +103,7 @@ func New(cfg Config, broker Broker, logger *slog.Logger, m *Metrics) *Hub {
 		seed:     maphash.MakeSeed(),
 		epoch:    time.Now(),
 		shards:   make([]*shard, cfg.Shards),
+		users:    newUserShards(),
 		drained:  make(chan struct{}, 1),
 	}
 	h.bg, h.stopBG = context.WithCancel(context.Background())
@@ -278,6 +280,8 @@ type receiver struct{ h *Hub }
 func (r receiver) Receive(room string, msg []byte) { r.h.deliver(room, msg) }
 
 func (r receiver) Resubscribed(room string) { r.h.resubscribed(room) }
+
+func (r receiver) ReceiveUser(user string, frame []byte) { r.h.deliverUser(user, frame) }
 
 // deliver is the broker's callback: one broker message for one room (one
 // frame, or several joined by newlines), fanned out to the local members. It

@@ -361,6 +361,12 @@ func (l lossyReceiver) Receive(room string, msg []byte) {
 
 func (l lossyReceiver) Resubscribed(room string) { l.b.resubscribed(room) }
 
+func (l lossyReceiver) ReceiveUser(user string, frame []byte) {
+	l.b.mu.Lock()
+	defer l.b.mu.Unlock()
+	l.b.r.ReceiveUser(user, frame)
+}
+
 func (b *lossyBroker) resubscribed(room string) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

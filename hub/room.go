@@ -29,7 +29,8 @@ func (sh *shard) markDirty(name string) {
 
 // room is the local state of one room.
 //
-// Lock order: room.sub before room.dmu before shard.mu before Client.mu. A
+// Lock order: room.sub before room.dmu before shard.mu before userShard.mu
+// before Client.mu. A
 // Throttle's own locks come after room.dmu and before shard.mu (its send
 // takes the shard lock to copy the members).
 type room struct {
@@ -208,6 +209,7 @@ func (h *Hub) addMember(sh *shard, r *room, c *Client) {
 		r.lastJoin = c.seq
 	}
 	c.r = r
+	h.addUserConn(c)
 	h.nconns.Add(1)
 	h.m.connAdd(1)
 }
@@ -222,6 +224,7 @@ func (h *Hub) leave(ctx context.Context, c *Client) {
 	sh := h.shardFor(r.name)
 	sh.mu.Lock()
 	delete(r.members, c)
+	h.removeUserConn(c)
 	sh.markDirty(r.name)
 	h.nconns.Add(-1)
 	h.m.connAdd(-1)

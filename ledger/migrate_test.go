@@ -10,7 +10,7 @@ import (
 	"github.com/hongbao-dev/hongbao/internal/pgtest"
 )
 
-var wantMigrations = []string{"0001_init", "0002_packets", "0003_idempotency", "0004_refused_claims", "0005_packet_kinds", "0006_webhooks"}
+var wantMigrations = []string{"0001_init", "0002_packets", "0003_idempotency", "0004_refused_claims", "0005_packet_kinds", "0006_webhooks", "0007_packets_refunded"}
 
 func TestMigrateAppliesOnce(t *testing.T) {
 	l := openLedger(t, pgtest.New(t))

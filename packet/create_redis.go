@@ -126,7 +126,9 @@ func (s *Store) createPending(ctx context.Context, d *Draft) error {
 }
 
 func (s *Store) debit(ctx context.Context, p *Packet) error {
-	res, err := s.lua.debit.Run(ctx, s.rdb, s.k.walletKeys(p.Sender.ID)[:2], p.ID, p.Total).Text()
+	u := p.Sender.ID
+	res, err := s.lua.debit.Run(ctx, s.rdb, []string{s.k.wallet(u), s.k.ledger(u), s.k.sent(u), s.k.years(u)},
+		p.ID, p.Total, sentMember(p.CreatedAt, p.ID), yearOf(p.CreatedAt)).Text()
 	if err != nil {
 		// The packet stays pending; the sweeper settles it after PendingGrace.
 		return unavailable("debit", err)

@@ -22,5 +22,6 @@ type UserClaim struct {
 // (Redis-only mode).
 func (s *Store) creditCmd(ctx context.Context, c redis.Scripter, userID string, g GrabResult) *redis.Cmd {
 	entry, _ := json.Marshal(UserClaim{PacketID: g.PacketID, Room: g.Room, Amount: g.Amount, At: g.At})
-	return s.lua.credit.Run(ctx, c, s.k.walletKeys(userID), g.PacketID, g.Amount, entry, s.cfg.HistoryLen)
+	keys := append(s.k.walletKeys(userID), s.k.years(userID))
+	return s.lua.credit.Run(ctx, c, keys, g.PacketID, g.Amount, entry, s.cfg.HistoryLen, yearOf(g.At))
 }

@@ -16,6 +16,8 @@ import (
 //	<prefix>:{u:<id>}:wallet    hash   balance, funded, sent_*, recv_*, refund_total (Redis-only mode)
 //	<prefix>:{u:<id>}:ledger    hash   idempotency records: f:<ref>, d:<packet>, c:<packet>, r:<packet> (Redis-only mode)
 //	<prefix>:{u:<id>}:history   list   latest claims, newest first, JSON (Redis-only mode)
+//	<prefix>:{u:<id>}:sent      zset   "<created_at, 16 digits>:<packet id>", score 0: packets sent (Redis-only mode)
+//	<prefix>:{u:<id>}:years     hash   "<year>:sent_total" etc: per-year totals (Redis-only mode)
 //	<prefix>:{u:<id>}:pending   hash   packet id -> "amount|at|room", claims not yet committed (ledger mode, with a TTL)
 //	<prefix>:{u:<id>}:idem:<k>  string an Idempotency-Key's request hash and response (Redis-only mode, 24 h)
 //	<prefix>:{u:<id>}:name      string the user's latest display name (30 days)
@@ -39,6 +41,8 @@ func (k keys) wallet(id string) string  { return k.prefix + ":{u:" + id + "}:wal
 func (k keys) ledger(id string) string  { return k.prefix + ":{u:" + id + "}:ledger" }
 func (k keys) history(id string) string { return k.prefix + ":{u:" + id + "}:history" }
 func (k keys) pending(id string) string { return k.prefix + ":{u:" + id + "}:pending" }
+func (k keys) sent(id string) string    { return k.prefix + ":{u:" + id + "}:sent" }
+func (k keys) years(id string) string   { return k.prefix + ":{u:" + id + "}:years" }
 func (k keys) idem(user, key string) string {
 	return k.prefix + ":{u:" + user + "}:idem:" + key
 }

@@ -93,7 +93,9 @@ func (s *Store) expireRedis(ctx context.Context, p *Packet, rep *SweepReport) er
 	if err != nil {
 		return err
 	}
-	if err := s.lua.refund.Run(ctx, s.rdb, s.k.walletKeys(p.Sender.ID)[:2], p.ID, left).Err(); err != nil {
+	u := p.Sender.ID
+	keys := []string{s.k.wallet(u), s.k.ledger(u), s.k.years(u)}
+	if err := s.lua.refund.Run(ctx, s.rdb, keys, p.ID, left, yearOf(s.cfg.Now().UnixMilli())).Err(); err != nil {
 		return err
 	}
 	if closed {

@@ -38,7 +38,8 @@ func TestLedgerSurvivesEmptyRedis(t *testing.T) {
 		for _, m := range race.members {
 			views[m.id] = view{Me: getMe(t, s, m.tok), Claims: rawGet(t, s, "/api/v1/me/claims?limit=100", m.tok)}
 		}
-		return views, rawGet(t, s, "/api/v1/packets/"+race.packetID, race.senderTok)
+		sender := rawGet(t, s, "/api/v1/me/packets", race.senderTok) + rawGet(t, s, "/api/v1/me/summary", race.senderTok)
+		return views, rawGet(t, s, "/api/v1/packets/"+race.packetID, race.senderTok) + sender
 	}
 	before, detail := look(b)
 

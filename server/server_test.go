@@ -541,6 +541,12 @@ func TestEmbeddedModeSmoke(t *testing.T) {
 	ca.request(map[string]any{"type": "chat", "text": "谢谢老板"}, 2*time.Second)
 	cb.waitFor("chat", nil, 2*time.Second)
 	ca.waitFor("presence", func(f frame) bool { return f.Online == 2 }, 5*time.Second)
+	if mine := rawGet(t, s, "/api/v1/me/packets", tokA); !strings.Contains(mine, p.ID) {
+		t.Fatalf("/me/packets: %s", mine)
+	}
+	if sum := rawGet(t, s, "/api/v1/me/summary", tokA); !strings.Contains(sum, `"sent":{"total":1000,"count":1}`) {
+		t.Fatalf("/me/summary: %s", sum)
+	}
 	auditClean(t, s)
 }
 

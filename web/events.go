@@ -153,9 +153,11 @@ func (a *App) OnOpened(p packet.Packet) {
 	a.announceAt(&p)
 }
 
-// OnExpired tells a packet's room that the sweeper closed it.
+// OnExpired tells a packet's room that the sweeper closed it, and its
+// sender, on every connection, what came back (mine.go).
 func (a *App) OnExpired(f packet.Finished) {
 	a.publish(context.Background(), f.Packet.Room, finishedEvent{
 		Type: "finished", PacketID: f.Packet.ID, Reason: "expired", Luckiest: luckiestOf(f.Luckiest),
 	})
+	a.tellRefunded(f)
 }

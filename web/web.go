@@ -331,6 +331,8 @@ func (a *App) Echo() *echo.Echo {
 	user.GET("/packets/:id", a.packetDetail)
 	user.GET("/me", a.me)
 	user.GET("/me/claims", a.myClaims)
+	user.GET("/me/packets", a.myPackets)
+	user.GET("/me/summary", a.mySummary)
 
 	if a.cfg.Static != nil {
 		e.GET("/*", echo.WrapHandler(http.FileServer(http.FS(a.cfg.Static))))
