@@ -34,6 +34,20 @@ type Config struct {
 	Secret []byte
 	// TokenTTL is how long an issued guest token is valid. Default 7 days.
 	TokenTTL time.Duration
+	// JWKSURL is an identity provider's JWK Set (http or https): RS256 and
+	// EdDSA tokens signed with its keys are accepted beside HS256 ones
+	// signed with Secret. Default "": HS256 only.
+	JWKSURL string
+	// JWTIssuer and JWTAudience, when set, are the iss and aud that tokens
+	// verified with the JWKS must carry. Default "": not checked.
+	JWTIssuer   string
+	JWTAudience string
+	// JWKSRefresh is how often the JWKS is fetched again. Default 15 min.
+	JWKSRefresh time.Duration
+	// JWKSMinGap is the shortest time between two fetches caused by tokens
+	// naming a kid the JWKS did not have; such tokens are refused in
+	// between. Default 10 s.
+	JWKSMinGap time.Duration
 	// AdminToken guards POST /api/v1/admin/credit. Default "": admin API off.
 	AdminToken string
 	// AllowedOrigins lists the browser origins (scheme://host[:port]) allowed
@@ -126,6 +140,8 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		TokenTTL:        7 * 24 * time.Hour,
+		JWKSRefresh:     15 * time.Minute,
+		JWKSMinGap:      10 * time.Second,
 		StartingBalance: 10000,
 		GrabRate:        10,
 		GrabBurst:       20,
@@ -155,6 +171,12 @@ func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	if c.TokenTTL <= 0 {
 		c.TokenTTL = d.TokenTTL
+	}
+	if c.JWKSRefresh <= 0 {
+		c.JWKSRefresh = d.JWKSRefresh
+	}
+	if c.JWKSMinGap <= 0 {
+		c.JWKSMinGap = d.JWKSMinGap
 	}
 	if c.StartingBalance == 0 {
 		c.StartingBalance = d.StartingBalance
@@ -274,6 +296,15 @@ func New(cfg Config, store *packet.Store, h *hub.Hub) *App {
 		rains:      map[*time.Timer]struct{}{},
 	}
 	a.bg, a.stopBG = context.WithCancel(context.Background())
+	if cfg.JWKSURL != "" {
+		j := newJWKS(cfg.JWKSURL, cfg.JWKSRefresh, cfg.JWKSMinGap, cfg.Logger)
+		a.tokens.withJWKS(j, cfg.JWTIssuer, cfg.JWTAudience)
+		a.retries.Add(1)
+		go func() {
+			defer a.retries.Done()
+			j.run(a.bg)
+		}()
+	}
 	for _, o := range cfg.AllowedOrigins {
 		if o == "*" {
 			a.anyOrig = true
