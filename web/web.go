@@ -19,6 +19,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 
 	"github.com/hongbao-dev/hongbao/hub"
@@ -115,6 +116,30 @@ type Config struct {
 	// RainTTL is how long a rain packet stays open after it drops. Default
 	// 5 min.
 	RainTTL time.Duration
+	// Counters is the Redis that keeps the daily and per-room sending
+	// limits' counters (sendlimits.go), shared by every instance. Default
+	// nil: only MaxPacketTotal is enforced.
+	Counters redis.UniversalClient
+	// KeyPrefix starts the counters' keys. Default "hb".
+	KeyPrefix string
+	// DailySendTotal and DailySendCount bound what one user sends per UTC
+	// day, in fen and in packets (a rain counts as all of its packets);
+	// past either, daily_limit. Default 2000000 (¥20000) and 200;
+	// negative: no limit.
+	DailySendTotal int64
+	DailySendCount int
+	// RoomPacketsPerMinute bounds the creates (a packet or a rain) per room
+	// per minute, across every instance; past it, room_rate_limited.
+	// Default 60; negative: no limit.
+	RoomPacketsPerMinute int
+	// MaxPacketTotal is the largest total of one packet (of a rain: of each
+	// of its packets), in fen; above it, total_too_large. Default 2000000
+	// (¥20000); negative: only the store's limits.
+	MaxPacketTotal int64
+	// Now is the clock that tells the UTC day of the daily limits and the
+	// minute of the room limit (for tests of a day's end). Default
+	// time.Now.
+	Now func() time.Time
 	// GrabTimeout bounds one grab's Redis work. Default 5 s.
 	GrabTimeout time.Duration
 	// CreateTimeout bounds the steps of a create or rain, which run to the
@@ -164,6 +189,14 @@ func DefaultConfig() Config {
 		GrabTimeout:     5 * time.Second,
 		CreateTimeout:   10 * time.Second,
 		Logger:          slog.Default(),
+
+		// The sending limits (sendlimits.go).
+		KeyPrefix:            "hb",
+		DailySendTotal:       2000000,
+		DailySendCount:       200,
+		RoomPacketsPerMinute: 60,
+		MaxPacketTotal:       2000000,
+		Now:                  time.Now,
 	}
 }
 
@@ -235,6 +268,24 @@ func (c Config) withDefaults() Config {
 	if c.RainTTL <= 0 {
 		c.RainTTL = d.RainTTL
 	}
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = d.KeyPrefix
+	}
+	if c.DailySendTotal == 0 {
+		c.DailySendTotal = d.DailySendTotal
+	}
+	if c.DailySendCount == 0 {
+		c.DailySendCount = d.DailySendCount
+	}
+	if c.RoomPacketsPerMinute == 0 {
+		c.RoomPacketsPerMinute = d.RoomPacketsPerMinute
+	}
+	if c.MaxPacketTotal == 0 {
+		c.MaxPacketTotal = d.MaxPacketTotal
+	}
+	if c.Now == nil {
+		c.Now = d.Now
+	}
 	if c.GrabTimeout <= 0 {
 		c.GrabTimeout = d.GrabTimeout
 	}
@@ -266,6 +317,8 @@ type App struct {
 	chatLimits *limiterSet
 	// caps counts connections per user and address, and rooms.
 	caps *connCaps
+	// sends enforces the sending limits.
+	sends *sendLimits
 	// rains holds the timers that announce rain packets as they drop.
 	rainMu sync.Mutex
 	rains  map[*time.Timer]struct{}
@@ -293,6 +346,7 @@ func New(cfg Config, store *packet.Store, h *hub.Hub) *App {
 		grabLimits: newLimiterSet(cfg.GrabRate, cfg.GrabBurst),
 		chatLimits: newLimiterSet(cfg.ChatRate, cfg.ChatBurst),
 		caps:       newConnCaps(cfg),
+		sends:      newSendLimits(cfg),
 		rains:      map[*time.Timer]struct{}{},
 	}
 	a.bg, a.stopBG = context.WithCancel(context.Background())
