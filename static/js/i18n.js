@@ -319,6 +319,8 @@ export const ERROR_MESSAGES = {
     not_yet: '红包还没开始，请稍候',
     insufficient_funds: '余额不足',
     rate_limited: '操作太频繁，请稍后再试',
+    daily_limit: '今日发红包已达上限（北京时间 8 点，即 UTC 0 点重置）',
+    room_rate_limited: '这个房间的红包太多了，请一分钟后再发',
     unavailable: '网络开小差了，请稍后再试',
   },
   en: {
@@ -338,6 +340,8 @@ export const ERROR_MESSAGES = {
     not_yet: 'Not open yet: hold on a moment',
     insufficient_funds: 'Not enough balance',
     rate_limited: 'Too fast: please try again in a moment',
+    daily_limit: 'You have reached today\'s sending limit (it resets at 00:00 UTC)',
+    room_rate_limited: 'Too many red packets in this room: please try again in a minute',
     unavailable: 'The service is unavailable: please try again',
   },
 };

@@ -4,7 +4,8 @@ import { ERROR_MESSAGES, errorMessage, t, formatDuration, detectLang, __test } f
 
 const CODES = ['invalid_request', 'invalid_amount', 'invalid_count', 'uneven_total', 'share_too_small',
   'share_too_large', 'total_too_large', 'unauthorized', 'forbidden', 'not_found', 'already_grabbed',
-  'sold_out', 'expired', 'not_yet', 'insufficient_funds', 'rate_limited', 'unavailable'];
+  'sold_out', 'expired', 'not_yet', 'insufficient_funds', 'rate_limited', 'unavailable', 'daily_limit',
+  'room_rate_limited'];
 
 test('every wire error code has a zh and an en message', () => {
   for (const lang of ['zh', 'en']) {
