@@ -162,7 +162,11 @@ func (j *jwks) fetch(ctx context.Context) (map[string]jwk, error) {
 	if err != nil {
 		return nil, fmt.Errorf("jwks read: %w", err)
 	}
-	return parseJWKS(body)
+	keys, bad, err := parseJWKS(body)
+	if len(bad) > 0 {
+		j.log.Warn("JWKS keys skipped", "url", j.url, "err", errors.Join(bad...))
+	}
+	return keys, err
 }
 
 // rawJWK is one key of a JWK Set as published.
@@ -179,28 +183,34 @@ type rawJWK struct {
 
 // parseJWKS reads the RSA and Ed25519 signing keys of a JWK Set. Keys of
 // other types, keys for encryption and keys without a kid are skipped: no
-// token could be verified with them here.
-func parseJWKS(body []byte) (map[string]jwk, error) {
+// token could be verified with them here. A malformed or weak key is
+// skipped too, and reported in bad, so that one bad key does not keep the
+// provider's good ones (a rotation) from being used.
+func parseJWKS(body []byte) (keys map[string]jwk, bad []error, err error) {
 	var set struct {
 		Keys []rawJWK `json:"keys"`
 	}
 	if err := json.Unmarshal(body, &set); err != nil {
-		return nil, fmt.Errorf("jwks: not a JWK Set: %w", err)
+		return nil, nil, fmt.Errorf("jwks: not a JWK Set: %w", err)
 	}
-	keys := map[string]jwk{}
+	if set.Keys == nil {
+		return nil, nil, errors.New(`jwks: not a JWK Set: no "keys"`)
+	}
+	keys = map[string]jwk{}
 	for _, r := range set.Keys {
 		if r.Kid == "" || (r.Use != "" && r.Use != "sig") {
 			continue
 		}
 		k, err := r.key()
 		if err != nil {
-			return nil, fmt.Errorf("jwks: key %q: %w", r.Kid, err)
+			bad = append(bad, fmt.Errorf("key %q: %w", r.Kid, err))
+			continue
 		}
 		if k.alg != "" {
 			keys[r.Kid] = k
 		}
 	}
-	return keys, nil
+	return keys, bad, nil
 }
 
 // key decodes r; a key type this server does not verify with gives a zero

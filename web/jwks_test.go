@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -343,5 +344,47 @@ func TestValidJWKSURL(t *testing.T) {
 		if err := ValidJWKSURL(tc.url); (err == nil) != tc.ok {
 			t.Errorf("%q: %v, want ok=%v", tc.url, err, tc.ok)
 		}
+	}
+}
+
+// A JWK Set's signing keys are read; other keys are skipped, and a bad key
+// does not cost the good ones.
+func TestParseJWKS(t *testing.T) {
+	rk, ek := rsaKey(t), edKey(t)
+	b64 := base64.RawURLEncoding.EncodeToString
+	n, e := b64(rk.N.Bytes()), b64(big.NewInt(int64(rk.E)).Bytes())
+	x := b64(ek.Public().(ed25519.PublicKey))
+	set := func(keys ...string) []byte { return []byte(`{"keys":[` + strings.Join(keys, ",") + `]}`) }
+	for _, tc := range []struct {
+		name string
+		body []byte
+		kids string // the kids read, sorted, comma-separated
+		bad  int
+		err  bool
+	}{
+		{"rsa and ed25519", set(`{"kty":"RSA","kid":"r","n":"`+n+`","e":"`+e+`"}`, `{"kty":"OKP","crv":"Ed25519","kid":"e","x":"`+x+`"}`), "e,r", 0, false},
+		{"encryption key skipped", set(`{"kty":"RSA","kid":"r","use":"enc","n":"` + n + `","e":"` + e + `"}`), "", 0, false},
+		{"no kid skipped", set(`{"kty":"RSA","n":"` + n + `","e":"` + e + `"}`), "", 0, false},
+		{"other alg skipped", set(`{"kty":"RSA","kid":"r","alg":"RS512","n":"` + n + `","e":"` + e + `"}`), "", 0, false},
+		{"EC skipped", set(`{"kty":"EC","kid":"c","crv":"P-256","x":"AA","y":"AA"}`), "", 0, false},
+		{"weak RSA beside a good key", set(`{"kty":"RSA","kid":"weak","n":"AQAB","e":"AQAB"}`, `{"kty":"OKP","crv":"Ed25519","kid":"e","x":"`+x+`"}`), "e", 1, false},
+		{"short ed25519", set(`{"kty":"OKP","crv":"Ed25519","kid":"e","x":"AAAA"}`), "", 1, false},
+		{"not JSON", []byte(`<html>`), "", 0, true},
+		{"no keys member", []byte(`{"issuer":"x"}`), "", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			keys, bad, err := parseJWKS(tc.body)
+			if (err != nil) != tc.err || len(bad) != tc.bad {
+				t.Fatalf("err %v, bad %v; want err=%v, %d bad", err, bad, tc.err, tc.bad)
+			}
+			var kids []string
+			for k := range keys {
+				kids = append(kids, k)
+			}
+			slices.Sort(kids)
+			if got := strings.Join(kids, ","); got != tc.kids {
+				t.Errorf("kids %q, want %q", got, tc.kids)
+			}
+		})
 	}
 }
