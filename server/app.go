@@ -222,6 +222,17 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 		Gatherer:        gatherer,
 		Ready:           store.Ping,
 		Logger:          log,
+
+		JWKSURL:              cfg.JWKSURL,
+		JWTIssuer:            cfg.JWTIssuer,
+		JWTAudience:          cfg.JWTAudience,
+		JWKSRefresh:          cfg.JWKSRefresh,
+		Counters:             rdb,
+		KeyPrefix:            cfg.KeyPrefix,
+		DailySendTotal:       cfg.DailySendTotal,
+		DailySendCount:       cfg.DailySendCount,
+		RoomPacketsPerMinute: cfg.RoomPacketsPerMinute,
+		MaxPacketTotal:       cfg.MaxPacketTotal,
 	}, store, h)
 	in := &instance{
 		cfg: cfg, log: log, rdb: rdb, mini: mini, led: led, hooks: hooks, store: store, hub: h, app: app, ln: ln,

@@ -84,6 +84,16 @@ type Config struct {
 	WebhookMinBackoff  time.Duration
 	WebhookMaxBackoff  time.Duration
 	WebhookMaxAttempts int
+	// Tokens from an app's identity provider (web.Config documents each).
+	JWKSURL     string
+	JWTIssuer   string
+	JWTAudience string
+	JWKSRefresh time.Duration
+	// The sending limits (web.Config documents each).
+	DailySendTotal       int64
+	DailySendCount       int
+	RoomPacketsPerMinute int
+	MaxPacketTotal       int64
 }
 
 // minSecret is the shortest HONGBAO_SECRET or HONGBAO_ADMIN_TOKEN accepted:
@@ -140,12 +150,17 @@ func defaultConfig() Config {
 		ReconcileEvery:  5 * time.Minute,
 
 		// Webhooks.
-		WebhookTimeout:     wh.Timeout,
-		WebhookLease:       wh.Lease,
-		WebhookPoll:        wh.Poll,
-		WebhookMinBackoff:  wh.MinBackoff,
-		WebhookMaxBackoff:  wh.MaxBackoff,
-		WebhookMaxAttempts: wh.MaxAttempts,
+		WebhookTimeout:       wh.Timeout,
+		WebhookLease:         wh.Lease,
+		WebhookPoll:          wh.Poll,
+		WebhookMinBackoff:    wh.MinBackoff,
+		WebhookMaxBackoff:    wh.MaxBackoff,
+		WebhookMaxAttempts:   wh.MaxAttempts,
+		JWKSRefresh:          w.JWKSRefresh,
+		DailySendTotal:       w.DailySendTotal,
+		DailySendCount:       w.DailySendCount,
+		RoomPacketsPerMinute: w.RoomPacketsPerMinute,
+		MaxPacketTotal:       w.MaxPacketTotal,
 	}
 }
 
@@ -266,6 +281,14 @@ func registerFlags(fs *flag.FlagSet, c *Config) ([]setting, []error) {
 	dur(&c.WebhookMinBackoff, "webhook-min-backoff", "HONGBAO_WEBHOOK_MIN_BACKOFF", d.WebhookMinBackoff, "wait after a webhook event's first failed attempt; doubled after each further failure, with jitter", over[time.Duration](0))
 	dur(&c.WebhookMaxBackoff, "webhook-max-backoff", "HONGBAO_WEBHOOK_MAX_BACKOFF", d.WebhookMaxBackoff, "longest wait between two attempts of a webhook event", over[time.Duration](0))
 	num(&c.WebhookMaxAttempts, "webhook-max-attempts", "HONGBAO_WEBHOOK_MAX_ATTEMPTS", d.WebhookMaxAttempts, "attempts of a webhook event before it is kept as dead and counted (the defaults span about a day)", atLeast(1))
+	str(&c.JWKSURL, "jwks-url", "HONGBAO_JWKS_URL", d.JWKSURL, "http(s) URL of an identity provider's JWK Set: RS256 and EdDSA tokens signed with its keys are accepted beside HS256 ones; empty accepts HS256 only", optional(web.ValidJWKSURL))
+	str(&c.JWTIssuer, "jwt-issuer", "HONGBAO_JWT_ISSUER", d.JWTIssuer, "the iss that tokens verified with the JWKS must carry; empty does not check it")
+	str(&c.JWTAudience, "jwt-audience", "HONGBAO_JWT_AUDIENCE", d.JWTAudience, "the aud that tokens verified with the JWKS must carry; empty does not check it")
+	dur(&c.JWKSRefresh, "jwks-refresh", "HONGBAO_JWKS_REFRESH", d.JWKSRefresh, "how often the JWKS is fetched again (a token naming an unknown kid also fetches it, at most once per 10s)", over[time.Duration](0))
+	i64(&c.DailySendTotal, "daily-send-total", "HONGBAO_DAILY_SEND_TOTAL", d.DailySendTotal, "fen one user may send per UTC day, all instances together; more is refused with daily_limit (-1: no limit)", noneOrAtLeast[int64](1))
+	num(&c.DailySendCount, "daily-send-count", "HONGBAO_DAILY_SEND_COUNT", d.DailySendCount, "packets one user may send per UTC day (a rain counts as its packets); more is refused with daily_limit (-1: no limit)", noneOrAtLeast(1))
+	num(&c.RoomPacketsPerMinute, "room-packets-per-minute", "HONGBAO_ROOM_PACKETS_PER_MINUTE", d.RoomPacketsPerMinute, "packets and rains one room may get per minute, all instances together; more is refused with room_rate_limited (-1: no limit)", noneOrAtLeast(1))
+	i64(&c.MaxPacketTotal, "max-packet-total", "HONGBAO_MAX_PACKET_TOTAL", d.MaxPacketTotal, "largest total of one packet (of a rain: of each packet) in fen; more is refused with total_too_large (-1: only -max-count x -max-share)", noneOrAtLeast[int64](1))
 	return rows, bad
 }
 
@@ -403,6 +426,16 @@ func minusOneOrPositive(v int) error {
 		return errors.New("must be -1 or at least 1")
 	}
 	return nil
+}
+
+// noneOrAtLeast accepts -1 (none) or lo and above.
+func noneOrAtLeast[T int | int64](lo T) func(T) error {
+	return func(v T) error {
+		if v != -1 && v < lo {
+			return fmt.Errorf("must be -1 or at least %v", lo)
+		}
+		return nil
+	}
 }
 
 func positiveRate(v float64) error {

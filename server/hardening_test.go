@@ -83,6 +83,15 @@ func TestBadSettingsStopStartup(t *testing.T) {
 		{"HONGBAO_LOG_FORMAT", "xml"},
 		{"HONGBAO_KEY_PREFIX", "a{b}"},
 		{"HONGBAO_METRICS_ADDR", "9090"},
+		{"HONGBAO_JWKS_URL", "ftp://idp.example/jwks"},
+		{"HONGBAO_JWKS_URL", "idp.example/jwks.json"},
+		{"HONGBAO_JWKS_REFRESH", "0s"},
+		{"HONGBAO_DAILY_SEND_TOTAL", "0"},
+		{"HONGBAO_DAILY_SEND_TOTAL", "12.5"},
+		{"HONGBAO_DAILY_SEND_COUNT", "-2"},
+		{"HONGBAO_ROOM_PACKETS_PER_MINUTE", "0"},
+		{"HONGBAO_MAX_PACKET_TOTAL", "lots"},
+		{"HONGBAO_MAX_PACKET_TOTAL", "0"},
 	} {
 		t.Run(tc.env+"="+tc.value, func(t *testing.T) {
 			t.Setenv(tc.env, tc.value)
@@ -163,6 +172,11 @@ func TestDefaultsComeFromPackages(t *testing.T) {
 		{"history ttl", c.HistoryTTL, b.HistoryTTL},
 		{"recent chat", c.RecentChat, b.RecentSize},
 		{"max conns per user", c.MaxConnsPerUser, w.MaxConnsPerUser},
+		{"jwks refresh", c.JWKSRefresh, w.JWKSRefresh},
+		{"daily send total", c.DailySendTotal, w.DailySendTotal},
+		{"daily send count", c.DailySendCount, w.DailySendCount},
+		{"room packets per minute", c.RoomPacketsPerMinute, w.RoomPacketsPerMinute},
+		{"max packet total", c.MaxPacketTotal, w.MaxPacketTotal},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: default %v, package default %v", tc.name, tc.got, tc.want)

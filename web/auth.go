@@ -1,8 +1,10 @@
 package web
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -14,21 +16,33 @@ import (
 	"github.com/hongbao-dev/hongbao/packet"
 )
 
-// Tokens are JWTs signed with HS256: sub is the user id, name the display
-// name, exp the expiry. Any system that holds the same secret can issue them,
-// which is how an existing app plugs its own users in.
+// Tokens are JWTs: sub is the user id, name the display name (else
+// preferred_username, else the id), exp the expiry. Any system that holds
+// the same secret can issue HS256 ones, and with a JWKS an app's identity
+// provider signs RS256 or EdDSA ones (jwks.go): that is how an existing app
+// plugs its own users in. A token's alg picks how it is verified: HS256
+// only ever with the secret, RS256 and EdDSA only with a JWKS key made for
+// that alg, anything else (none included) not at all.
 
 // claims is the token payload.
 type claims struct {
-	Name string `json:"name,omitempty"`
+	Name              string `json:"name,omitempty"`
+	PreferredUsername string `json:"preferred_username,omitempty"`
 	jwt.RegisteredClaims
 }
+
+// tokenLeeway is the clock skew allowed on exp, nbf and iat.
+const tokenLeeway = 5 * time.Second
 
 // Tokens issues and verifies user tokens.
 type Tokens struct {
 	secret []byte
 	ttl    time.Duration
 	parser *jwt.Parser
+	// idp holds the identity provider's keys, and idpCheck the iss and
+	// aud its tokens must carry; nil without a JWKS.
+	idp      *jwks
+	idpCheck *jwt.Validator
 }
 
 // NewTokens returns a token issuer and verifier for secret.
@@ -36,7 +50,7 @@ func NewTokens(secret []byte, ttl time.Duration) *Tokens {
 	return &Tokens{
 		secret: secret,
 		ttl:    ttl,
-		parser: jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(5*time.Second)),
+		parser: jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired(), jwt.WithLeeway(tokenLeeway)),
 	}
 }
 
@@ -50,11 +64,17 @@ func (t *Tokens) Issue(u packet.User, now time.Time) (string, error) {
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(t.secret)
 }
 
-// Verify checks a token and returns its user. A token without a name shows
-// its user id as the name.
+// Verify is VerifyContext without a deadline of its own.
 func (t *Tokens) Verify(token string) (packet.User, error) {
+	return t.VerifyContext(context.Background(), token)
+}
+
+// VerifyContext checks a token and returns its user. A token without a name
+// shows its user id as the name. ctx bounds the JWKS fetch a token with an
+// unknown kid may cause.
+func (t *Tokens) VerifyContext(ctx context.Context, token string) (packet.User, error) {
 	var c claims
-	_, err := t.parser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return t.secret, nil })
+	err := t.parse(ctx, token, &c)
 	if err != nil {
 		msg := "the token is invalid"
 		if errors.Is(err, jwt.ErrTokenExpired) {
@@ -67,9 +87,44 @@ func (t *Tokens) Verify(token string) (packet.User, error) {
 	}
 	name := c.Name
 	if name == "" || !packet.ValidText(name, maxNameRunes) {
+		name = c.PreferredUsername
+	}
+	if name == "" || !packet.ValidText(name, maxNameRunes) {
 		name = c.Subject
 	}
 	return packet.User{ID: c.Subject, Name: name}, nil
+}
+
+// parse verifies token's signature and times into c, with the key its alg
+// calls for, and an identity provider's iss and aud.
+func (t *Tokens) parse(ctx context.Context, token string, c *claims) error {
+	tok, err := t.parser.ParseWithClaims(token, c, func(tok *jwt.Token) (any, error) { return t.keyFor(ctx, tok) })
+	if err != nil {
+		return err
+	}
+	if tok.Method.Alg() != jwt.SigningMethodHS256.Alg() {
+		return t.idpCheck.Validate(c)
+	}
+	return nil
+}
+
+// keyFor is the key tok must be signed with: the secret for HS256, else
+// the JWKS key its kid names, which must be made for its alg. The parser
+// has already refused any alg but these.
+func (t *Tokens) keyFor(ctx context.Context, tok *jwt.Token) (any, error) {
+	alg := tok.Method.Alg()
+	if alg == jwt.SigningMethodHS256.Alg() {
+		return t.secret, nil
+	}
+	kid, _ := tok.Header["kid"].(string)
+	if t.idp == nil || kid == "" {
+		return nil, errors.New("no key for this token")
+	}
+	k, ok := t.idp.key(ctx, kid)
+	if !ok || k.alg != alg {
+		return nil, fmt.Errorf("no %s key %q in the JWKS", alg, kid)
+	}
+	return k.key, nil
 }
 
 const maxNameRunes = 32
@@ -109,7 +164,7 @@ func (a *App) requireUser(next echo.HandlerFunc) echo.HandlerFunc {
 		if tok == "" {
 			return apierr.Refuse(ErrUnauthorized, "send Authorization: Bearer <token>")
 		}
-		u, err := a.tokens.Verify(tok)
+		u, err := a.tokens.VerifyContext(c.Request().Context(), tok)
 		if err != nil {
 			return err
 		}

@@ -50,6 +50,8 @@ var statusOf = map[string]int{
 	"insufficient_funds":   http.StatusConflict,
 	"idempotency_conflict": http.StatusConflict,
 	"rate_limited":         http.StatusTooManyRequests,
+	"daily_limit":          http.StatusTooManyRequests,
+	"room_rate_limited":    http.StatusTooManyRequests,
 	"unavailable":          http.StatusServiceUnavailable,
 }
 

@@ -16,6 +16,7 @@ type metrics struct {
 	refused  *prometheus.CounterVec
 	limits   *prometheus.CounterVec
 	floods   prometheus.Counter
+	sends    *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -49,7 +50,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.floods = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "hongbao_ws_flood_closed_total", Help: "WebSockets closed with 1008 for sending past their rate limits.",
 	})
-	reg.MustRegister(m.grabs, m.grabTime, m.created, m.chats, m.rejected, m.refused, m.limits, m.floods)
+	m.sends = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "hongbao_send_limited_total", Help: "Creates refused by a sending limit, by limit: daily_total, daily_count (daily_limit), room_rate (room_rate_limited) or max_total (total_too_large).",
+	}, []string{"limit"})
+	reg.MustRegister(m.grabs, m.grabTime, m.created, m.chats, m.rejected, m.refused, m.limits, m.floods, m.sends)
 	return m
 }
 
@@ -94,5 +98,11 @@ func (m *metrics) limited(limit string) {
 func (m *metrics) flood() {
 	if m != nil {
 		m.floods.Inc()
+	}
+}
+
+func (m *metrics) sendLimited(limit string) {
+	if m != nil {
+		m.sends.WithLabelValues(limit).Inc()
 	}
 }

@@ -77,7 +77,12 @@ func (a *App) createRain(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	hold, err := a.reserveSend(ctx, u.ID, room, plan.total, plan.packets, keyOf(idem))
+	if err != nil {
+		return err
+	}
 	o, err := a.store.Open(ctx, drafts, idem)
+	hold.settle(ctx, o, err)
 	if err != nil {
 		return err
 	}

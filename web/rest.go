@@ -258,7 +258,12 @@ func (a *App) createPacket(c echo.Context) error {
 	// not be left without its packet, nor a packet unannounced.
 	ctx, cancel := a.detached(c)
 	defer cancel()
+	hold, err := a.reserveSend(ctx, req.Sender.ID, room, d.Total, 1, keyOf(idem))
+	if err != nil {
+		return err
+	}
 	o, err := a.store.Open(ctx, []*packet.Draft{d}, idem)
+	hold.settle(ctx, o, err)
 	if err != nil {
 		return err
 	}

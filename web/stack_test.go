@@ -48,6 +48,8 @@ type stackOptions struct {
 	serve bool
 	// direct settles each grab alone (HONGBAO_COALESCE_GRABS=false).
 	direct bool
+	// counters keeps the sending limits' counters in the stack's Redis.
+	counters bool
 	// sndbuf, when positive, is the send buffer of every accepted socket.
 	// Loopback sockets otherwise get megabytes of buffer, so a client that
 	// stops reading would take that much traffic to back up; across a real
@@ -90,6 +92,9 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	// per-address caps and the frame budget are raised.
 	wc.MaxConnsPerIP, wc.NewRoomsPerIP = -1, -1
 	wc.FrameRate, wc.FrameBurst = 1e6, 1e6
+	if o.counters {
+		wc.Counters = rdb
+	}
 	app := New(wc, store, h)
 	s := &stack{redis: srv, rdb: rdb, store: store, hub: h, app: app, reg: reg}
 

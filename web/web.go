@@ -19,6 +19,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/time/rate"
 
 	"github.com/hongbao-dev/hongbao/hub"
@@ -34,6 +35,20 @@ type Config struct {
 	Secret []byte
 	// TokenTTL is how long an issued guest token is valid. Default 7 days.
 	TokenTTL time.Duration
+	// JWKSURL is an identity provider's JWK Set (http or https): RS256 and
+	// EdDSA tokens signed with its keys are accepted beside HS256 ones
+	// signed with Secret. Default "": HS256 only.
+	JWKSURL string
+	// JWTIssuer and JWTAudience, when set, are the iss and aud that tokens
+	// verified with the JWKS must carry. Default "": not checked.
+	JWTIssuer   string
+	JWTAudience string
+	// JWKSRefresh is how often the JWKS is fetched again. Default 15 min.
+	JWKSRefresh time.Duration
+	// JWKSMinGap is the shortest time between two fetches caused by tokens
+	// naming a kid the JWKS did not have; such tokens are refused in
+	// between. Default 10 s.
+	JWKSMinGap time.Duration
 	// AdminToken guards POST /api/v1/admin/credit. Default "": admin API off.
 	AdminToken string
 	// AllowedOrigins lists the browser origins (scheme://host[:port]) allowed
@@ -101,6 +116,30 @@ type Config struct {
 	// RainTTL is how long a rain packet stays open after it drops. Default
 	// 5 min.
 	RainTTL time.Duration
+	// Counters is the Redis that keeps the daily and per-room sending
+	// limits' counters (sendlimits.go), shared by every instance. Default
+	// nil: only MaxPacketTotal is enforced.
+	Counters redis.UniversalClient
+	// KeyPrefix starts the counters' keys. Default "hb".
+	KeyPrefix string
+	// DailySendTotal and DailySendCount bound what one user sends per UTC
+	// day, in fen and in packets (a rain counts as all of its packets);
+	// past either, daily_limit. Default 2000000 (¥20000) and 200;
+	// negative: no limit.
+	DailySendTotal int64
+	DailySendCount int
+	// RoomPacketsPerMinute bounds the creates (a packet or a rain) per room
+	// per minute, across every instance; past it, room_rate_limited.
+	// Default 60; negative: no limit.
+	RoomPacketsPerMinute int
+	// MaxPacketTotal is the largest total of one packet (of a rain: of each
+	// of its packets), in fen; above it, total_too_large. Default 2000000
+	// (¥20000); negative: only the store's limits.
+	MaxPacketTotal int64
+	// Now is the clock that tells the UTC day of the daily limits and the
+	// minute of the room limit (for tests of a day's end). Default
+	// time.Now.
+	Now func() time.Time
 	// GrabTimeout bounds one grab's Redis work. Default 5 s.
 	GrabTimeout time.Duration
 	// CreateTimeout bounds the steps of a create or rain, which run to the
@@ -126,6 +165,8 @@ type Config struct {
 func DefaultConfig() Config {
 	return Config{
 		TokenTTL:        7 * 24 * time.Hour,
+		JWKSRefresh:     15 * time.Minute,
+		JWKSMinGap:      10 * time.Second,
 		StartingBalance: 10000,
 		GrabRate:        10,
 		GrabBurst:       20,
@@ -148,6 +189,14 @@ func DefaultConfig() Config {
 		GrabTimeout:     5 * time.Second,
 		CreateTimeout:   10 * time.Second,
 		Logger:          slog.Default(),
+
+		// The sending limits (sendlimits.go).
+		KeyPrefix:            "hb",
+		DailySendTotal:       2000000,
+		DailySendCount:       200,
+		RoomPacketsPerMinute: 60,
+		MaxPacketTotal:       2000000,
+		Now:                  time.Now,
 	}
 }
 
@@ -155,6 +204,12 @@ func (c Config) withDefaults() Config {
 	d := DefaultConfig()
 	if c.TokenTTL <= 0 {
 		c.TokenTTL = d.TokenTTL
+	}
+	if c.JWKSRefresh <= 0 {
+		c.JWKSRefresh = d.JWKSRefresh
+	}
+	if c.JWKSMinGap <= 0 {
+		c.JWKSMinGap = d.JWKSMinGap
 	}
 	if c.StartingBalance == 0 {
 		c.StartingBalance = d.StartingBalance
@@ -213,6 +268,24 @@ func (c Config) withDefaults() Config {
 	if c.RainTTL <= 0 {
 		c.RainTTL = d.RainTTL
 	}
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = d.KeyPrefix
+	}
+	if c.DailySendTotal == 0 {
+		c.DailySendTotal = d.DailySendTotal
+	}
+	if c.DailySendCount == 0 {
+		c.DailySendCount = d.DailySendCount
+	}
+	if c.RoomPacketsPerMinute == 0 {
+		c.RoomPacketsPerMinute = d.RoomPacketsPerMinute
+	}
+	if c.MaxPacketTotal == 0 {
+		c.MaxPacketTotal = d.MaxPacketTotal
+	}
+	if c.Now == nil {
+		c.Now = d.Now
+	}
 	if c.GrabTimeout <= 0 {
 		c.GrabTimeout = d.GrabTimeout
 	}
@@ -244,6 +317,8 @@ type App struct {
 	chatLimits *limiterSet
 	// caps counts connections per user and address, and rooms.
 	caps *connCaps
+	// sends enforces the sending limits.
+	sends *sendLimits
 	// rains holds the timers that announce rain packets as they drop.
 	rainMu sync.Mutex
 	rains  map[*time.Timer]struct{}
@@ -271,9 +346,19 @@ func New(cfg Config, store *packet.Store, h *hub.Hub) *App {
 		grabLimits: newLimiterSet(cfg.GrabRate, cfg.GrabBurst),
 		chatLimits: newLimiterSet(cfg.ChatRate, cfg.ChatBurst),
 		caps:       newConnCaps(cfg),
+		sends:      newSendLimits(cfg),
 		rains:      map[*time.Timer]struct{}{},
 	}
 	a.bg, a.stopBG = context.WithCancel(context.Background())
+	if cfg.JWKSURL != "" {
+		j := newJWKS(cfg.JWKSURL, cfg.JWKSRefresh, cfg.JWKSMinGap, cfg.Logger)
+		a.tokens.withJWKS(j, cfg.JWTIssuer, cfg.JWTAudience)
+		a.retries.Add(1)
+		go func() {
+			defer a.retries.Done()
+			j.run(a.bg)
+		}()
+	}
 	for _, o := range cfg.AllowedOrigins {
 		if o == "*" {
 			a.anyOrig = true

@@ -45,7 +45,7 @@ func (a *App) serveWS(c echo.Context) error {
 		return apierr.Refuse(ErrForbidden, "origin %q is not allowed", r.Header.Get("Origin"))
 	}
 	token, accept := wsCredentials(r)
-	u, err := a.tokens.Verify(token)
+	u, err := a.tokens.VerifyContext(r.Context(), token)
 	if err != nil {
 		a.metrics.reject("token")
 		return err
