@@ -130,7 +130,7 @@ func redisKilledMidRain(t *testing.T, config func(testing.TB, string) Config) {
 		t.Fatalf("chat after the restart: %s", f.Raw)
 	}
 	for i, r := range racers {
-		r.c.waitFor("chat", func(f frame) bool { return f.Text == "back" }, 10*time.Second)
+		r.c.waitFor("chat", func(f frame) bool { return f.Text == "back" }, 30*time.Second)
 		// Drops announced while Redis was down were published once it
 		// was back: every member sees every drop.
 		for _, p := range plan.Packets {

@@ -34,7 +34,7 @@ func TestRedisSlowGrabsAnswerInTime(t *testing.T) {
 		stall   int // seconds of DEBUG SLEEP
 		clients int // half over WebSocket, half over REST
 		long    bool
-	}{{3, 80, false}, {15, 400, true}} {
+	}{{5, 80, false}, {15, 400, true}} {
 		for _, direct := range []bool{false, true} {
 			name := fmt.Sprintf("%ds/coalesced", tc.stall)
 			if direct {
@@ -230,7 +230,9 @@ func slowRedisGrabs(t *testing.T, direct bool, stall, clients int) {
 	}
 	// Answered within the timeout, with room for a loaded machine, and
 	// well before Redis woke up.
-	if limit := grabTimeout + 1500*time.Millisecond; slowest > limit {
+	// Well under the stall: an answer this late would still be one that
+	// did not wait for Redis, with room for a loaded machine's scheduling.
+	if limit := grabTimeout + 3*time.Second; slowest > limit {
 		t.Errorf("slowest grab answered after %v, GrabTimeout is %v: requests wait on a stalled Redis", slowest, grabTimeout)
 	}
 	// Bounded by the clients: each holds a few goroutines (the test's

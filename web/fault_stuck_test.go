@@ -68,7 +68,9 @@ func stuckClientsRain(t *testing.T, clients int) {
 		// (the default 256 frames) overflows first. A smaller queue would
 		// also evict readers that a loaded machine leaves behind for a
 		// moment.
-		hub: hub.Config{WriteTimeout: time.Second},
+		// WriteTimeout is short for the test, yet long enough that a reader
+		// a loaded machine leaves unscheduled for a moment is not cut.
+		hub: hub.Config{WriteTimeout: 3 * time.Second},
 	})
 	_, senderTok := st.user(t, "sender", 100_000_000)
 	const room = "rain"
