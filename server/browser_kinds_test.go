@@ -62,12 +62,12 @@ func online(n int) string {
 }
 
 // threeInRoom joins Alice, Bob and Carol (each their own browser context)
-// to room on the stand-in, and waits until each sees all three online.
-func threeInRoom(t *testing.T, s *standIn, room string, vps [3]viewport) (alice, bob, carol *page) {
+// to room on the server at url, and waits until each sees all three online.
+func threeInRoom(t *testing.T, url, room string, vps [3]viewport) (alice, bob, carol *page) {
 	br := newBrowser(t)
-	alice = br.newPage("alice", s.URL, vps[0])
-	bob = br.newPage("bob", s.URL, vps[1])
-	carol = br.newPage("carol", s.URL, vps[2])
+	alice = br.newPage("alice", url, vps[0])
+	bob = br.newPage("bob", url, vps[1])
+	carol = br.newPage("carol", url, vps[2])
 	alice.join(room, "阿明")
 	bob.join(room, "小红")
 	carol.join(room, "小刚")
@@ -83,7 +83,7 @@ func threeInRoom(t *testing.T, s *standIn, room string, vps [3]viewport) (alice,
 func TestBrowserStandInExclusivePacket(t *testing.T) {
 	chromiumPath(t)
 	s := newStandIn(t, 0)
-	alice, bob, carol := threeInRoom(t, s, "kinds", [3]viewport{desktop, laptop, phone})
+	alice, bob, carol := threeInRoom(t, s.URL, "kinds", [3]viewport{desktop, laptop, phone})
 	bobID, _ := bob.session()
 	carolID, _ := carol.session()
 
@@ -158,7 +158,7 @@ func TestBrowserStandInExclusivePacket(t *testing.T) {
 func TestBrowserStandInPasswordPacket(t *testing.T) {
 	chromiumPath(t)
 	s := newStandIn(t, 0)
-	alice, bob, carol := threeInRoom(t, s, "kinds", [3]viewport{laptop, phone, phone})
+	alice, bob, carol := threeInRoom(t, s.URL, "kinds", [3]viewport{laptop, phone, phone})
 	bobID, _ := bob.session()
 	carolID, _ := carol.session()
 
@@ -230,7 +230,7 @@ func TestBrowserStandInCountdownPacket(t *testing.T) {
 	chromiumPath(t)
 	const skew = -2 * time.Minute
 	s := newStandIn(t, skew)
-	alice, bob, carol := threeInRoom(t, s, "kinds", [3]viewport{desktop, phone, phone})
+	alice, bob, carol := threeInRoom(t, s.URL, "kinds", [3]viewport{desktop, phone, phone})
 
 	id := alice.sendKind("2.00", "2", "八秒后开抢", func() {
 		alice.do(chromedp.Click(css("#packet-countdown-on")))
