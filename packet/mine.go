@@ -139,35 +139,15 @@ func (s *Store) ledgerSent(ctx context.Context, userID, cursor string, limit int
 // sentStates reads the Redis state of packets ids with viewer's claim, in
 // one round trip; nil for a packet Redis does not hold (or not yet open).
 func (s *Store) sentStates(ctx context.Context, ids []string, viewer string) ([]*Sent, error) {
+	live, err := s.readLive(ctx, ids, viewer, "sent packets")
+	if err != nil {
+		return nil, err
+	}
 	out := make([]*Sent, len(ids))
-	if len(ids) == 0 {
-		return out, nil
-	}
-	pipe := s.rdb.Pipeline()
-	metas := make([]*redis.MapStringStringCmd, len(ids))
-	mine := make([]*redis.StringCmd, len(ids))
-	for i, id := range ids {
-		metas[i] = pipe.HGetAll(ctx, s.k.meta(id))
-		mine[i] = pipe.HGet(ctx, s.k.claims(id), viewer)
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !isNil(err) {
-		return nil, unavailable("sent packets", err)
-	}
-	for i := range ids {
-		d, err := buildDetail(metas[i].Val(), nil)
-		if err != nil {
-			return nil, err
+	for i, l := range live {
+		if l.detail != nil {
+			out[i] = &Sent{State: l.detail.State, Refunded: l.detail.Refunded, Mine: l.mine}
 		}
-		if d == nil {
-			continue
-		}
-		x := &Sent{State: d.State, Refunded: d.Refunded}
-		if v := mine[i].Val(); v != "" {
-			if c, err := parseClaim(viewer, v); err == nil {
-				x.Mine = &c.Amount
-			}
-		}
-		out[i] = x
 	}
 	return out, nil
 }

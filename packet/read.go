@@ -178,7 +178,30 @@ func (s *Store) RoomPackets(ctx context.Context, room, viewer string, activeOnly
 // liveStates reads the Redis state of packets ids, with viewer's claim, in
 // one round trip; nil for a packet Redis does not hold.
 func (s *Store) liveStates(ctx context.Context, ids []string, viewer string) ([]*Listed, error) {
+	live, err := s.readLive(ctx, ids, viewer, "room packets")
+	if err != nil {
+		return nil, err
+	}
 	out := make([]*Listed, len(ids))
+	for i, l := range live {
+		if l.detail != nil {
+			out[i] = &Listed{State: l.detail.State, Mine: l.mine}
+		}
+	}
+	return out, nil
+}
+
+// liveState is one packet as Redis holds it (detail nil when it holds
+// none), with what the viewer claimed of it.
+type liveState struct {
+	detail *Detail
+	mine   *int64
+}
+
+// readLive reads the meta of packets ids, and viewer's claim of each when
+// viewer is set, in one round trip; what names the read in errors.
+func (s *Store) readLive(ctx context.Context, ids []string, viewer, what string) ([]liveState, error) {
+	out := make([]liveState, len(ids))
 	if len(ids) == 0 {
 		return out, nil
 	}
@@ -192,23 +215,19 @@ func (s *Store) liveStates(ctx context.Context, ids []string, viewer string) ([]
 		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !isNil(err) {
-		return nil, unavailable("room packets", err)
+		return nil, unavailable(what, err)
 	}
 	for i := range ids {
 		d, err := buildDetail(metas[i].Val(), nil)
 		if err != nil {
 			return nil, err
 		}
-		if d == nil {
-			continue
-		}
-		l := &Listed{State: d.State}
-		if mine[i] != nil && mine[i].Val() != "" {
+		out[i].detail = d
+		if d != nil && mine[i] != nil && mine[i].Val() != "" {
 			if c, err := parseClaim(viewer, mine[i].Val()); err == nil {
-				l.Mine = &c.Amount
+				out[i].mine = &c.Amount
 			}
 		}
-		out[i] = l
 	}
 	return out, nil
 }
