@@ -622,6 +622,27 @@ function fillHeader(vm) {
   else { ov.pwForm.hidden = true; ov.dlg.removeAttribute('data-waiting'); }
 }
 
+// A countdown card opens on the page's estimate of the server's clock,
+// which is only as good as one network trip: when the server still says
+// not_yet, a tap on 開 tries again by itself a moment later, a few times,
+// with the coin still spinning, rather than showing an error.
+const NOT_YET_RETRIES = 5;
+const NOT_YET_RETRY_MS = 300;
+let notYet = { seq: -1, n: 0 };
+
+/** Schedules another grab of the overlay's packet; false when out of tries. */
+function retryNotYet(seq) {
+  if (notYet.seq !== seq) notYet = { seq, n: 0 };
+  if (notYet.n >= NOT_YET_RETRIES) return false;
+  notYet.n++;
+  setTimeout(() => {
+    if (seq !== overlaySeq) return;
+    ov.coin.disabled = false;
+    onOpenClick();
+  }, NOT_YET_RETRY_MS);
+  return true;
+}
+
 async function onOpenClick(phrase) {
   const id = ov.packetId;
   if (!id) return;
@@ -644,6 +665,7 @@ async function onOpenClick(phrase) {
   const wait = (reducedMotion() ? 150 : MIN_SPIN_MS) - (performance.now() - started);
   if (wait > 0) await new Promise((r) => setTimeout(r, wait));
   if (seq !== overlaySeq) return; // overlay closed or reused meanwhile
+  if (!outcome.ok && outcome.err?.code === 'not_yet' && phrase === undefined && retryNotYet(seq)) return;
   ov.coin.classList.remove('spinning');
   if (outcome.ok) {
     showAmount(outcome.res.amount);
