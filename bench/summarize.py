@@ -40,25 +40,30 @@ def fmt(x, nd=0):
 
 
 def ceiling():
-    ev, lp, us = [], [], []
+    ev, lp, us, ref, cpu = [], [], [], [], {"reference": [], "evalsha": []}
     for f in sorted(glob.glob(os.path.join(out, "ceiling-P1-*.txt"))):
         for line in open(f):
-            m = re.match(r"(evalsha|lpop) ([0-9.]+)", line)
+            m = re.match(r"(reference|evalsha|lpop) ([0-9.]+)", line)
             if m:
-                (ev if m.group(1) == "evalsha" else lp).append(float(m.group(2)))
+                {"reference": ref, "evalsha": ev, "lpop": lp}[m.group(1)].append(float(m.group(2)))
+                c = re.search(r"([0-9.]+) usec of Redis process CPU per call", line)
+                if c:
+                    cpu[m.group(1)].append(float(c.group(1)))
             m = re.search(r"([0-9.]+) usec per call", line)
             if m:
                 us.append(float(m.group(1)))
-    return ev, lp, us
+    return ev, lp, us, ref, cpu
 
 
-ev, lp, us = ceiling()
+ev, lp, us, ref, cpu = ceiling()
 evm, lpm = med(ev), med(lp)
 print("## Redis ceiling (redis-benchmark, 50 clients, -P 1)\n")
-print("| | median ops/s | runs |")
-print("|---|---:|---|")
-print(f"| EVALSHA grabmany.lua, one grab per call | {fmt(evm)} | {', '.join(fmt(x) for x in ev)} |")
-print(f"| LPOP (raw ceiling) | {fmt(lpm)} | {', '.join(fmt(x) for x in lp)} |")
+print("| | median ops/s | runs | Redis process CPU per call (µs, median) |")
+print("|---|---:|---|---:|")
+if ref:
+    print(f"| reference: the standard one-script grab (bench/reference_grab.lua) | {fmt(med(ref))} | {', '.join(fmt(x) for x in ref)} | {fmt(med(cpu['reference']), 1)} |")
+print(f"| EVALSHA grabmany.lua, one grab per call | {fmt(evm)} | {', '.join(fmt(x) for x in ev)} | {fmt(med(cpu['evalsha']), 1) if cpu['evalsha'] else ''} |")
+print(f"| LPOP (raw ceiling) | {fmt(lpm)} | {', '.join(fmt(x) for x in lp)} | |")
 print(f"\nRedis time inside one EVALSHA of the one-grab script (INFO commandstats usec_per_call): median {fmt(med(us), 2)} µs")
 
 
