@@ -70,22 +70,13 @@ type historyConfig struct {
 }
 
 func (c RedisBrokerConfig) history() historyConfig {
-	h := historyConfig{size: c.HistorySize, recent: c.RecentSize}
-	if h.size <= 0 {
-		h.size = DefaultHistorySize
+	// The same settings and defaults as a MemoryBroker's.
+	m := MemoryBrokerConfig{HistorySize: c.HistorySize, HistoryTTL: c.HistoryTTL,
+		HistoryMetaTTL: c.HistoryMetaTTL, RecentSize: c.RecentSize}.withDefaults()
+	return historyConfig{
+		size: m.HistorySize, recent: m.RecentSize,
+		ttlMs: max(m.HistoryTTL.Milliseconds(), 1), metaTTLMs: max(m.HistoryMetaTTL.Milliseconds(), 1),
 	}
-	if h.recent <= 0 {
-		h.recent = DefaultRecentSize
-	}
-	ttl, meta := c.HistoryTTL, c.HistoryMetaTTL
-	if ttl <= 0 {
-		ttl = DefaultHistoryTTL
-	}
-	if meta <= 0 {
-		meta = DefaultHistoryMetaTTL
-	}
-	h.ttlMs, h.metaTTLMs = max(ttl.Milliseconds(), 1), max(meta.Milliseconds(), 1)
-	return h
 }
 
 func (b *RedisBroker) scripts() historyScripts {

@@ -6,6 +6,8 @@
 -- its hold on the key (it opened nothing), '0' when it keeps it
 -- Returns 1 when the amounts were given back, 0 when another request with
 -- the same key still holds them (or the day has expired).
+-- 'k:' .. idem and the '-' .. amount below build a hash field of KEYS[1]
+-- and an increment, never a key name: the script touches KEYS[1] alone.
 local key, idem = KEYS[1], ARGV[3]
 if redis.call('EXISTS', key) == 0 then
   return 0

@@ -11,6 +11,8 @@
 --
 -- Amounts stay decimal strings: Redis adds them as integers (HINCRBY) and
 -- they are compared as text, so no Lua number (a double) holds money.
+-- 'k:' .. idem and the '-' .. amount below build a hash field of KEYS[1]
+-- and an increment, never a key name: the script touches KEYS[1] alone.
 local key, idem = KEYS[1], ARGV[6]
 local function over(value, limit)
   if limit == '-1' then
