@@ -12,6 +12,15 @@
 // Several servers: -url http://127.0.0.1:8080,http://127.0.0.1:8081 spreads
 // the connections round-robin. See bench/README.md.
 //
+// Several load processes (scale, scale-rain): one dropper and viewer
+// processes meet in a fresh -barrier directory; each prints its report, and
+// -merge joins them and judges the run:
+//
+//	load -scenario scale -role dropper -procs 2 -barrier /tmp/b -url $URLS -pids $PIDS -redis $MASTERS -packets 12 -interval 5s -json >d.json &
+//	load -scenario scale -role viewers -n 17000 -first 0     -barrier /tmp/b -url $URLS -source-ips 127.0.0.10 -json >v0.json &
+//	load -scenario scale -role viewers -n 17000 -first 17000 -barrier /tmp/b -url $URLS -source-ips 127.0.0.11 -json >v1.json &
+//	wait; load -merge d.json,v0.json,v1.json
+//
 // Exit status: 0 on success, 1 when the run failed (missing results or
 // deliveries), 3 when the audit failed, 2 for bad flags.
 package main
@@ -34,10 +43,10 @@ import (
 
 func main() {
 	var cfg loadgen.Config
-	var urls, pids, sources, intervals string
+	var urls, pids, sources, intervals, merge string
 	var asJSON, quiet bool
 	fs := flag.NewFlagSet("load", flag.ExitOnError)
-	fs.StringVar(&cfg.Scenario, "scenario", "", "hot, spread, rain or fanout (required)")
+	fs.StringVar(&cfg.Scenario, "scenario", "", "hot, spread, rain, fanout, scale or scale-rain (required, unless -merge)")
 	fs.StringVar(&cfg.Target, "target", "hongbao", "hongbao, or centrifugo (fanout only)")
 	fs.StringVar(&urls, "url", envOr("HB_URL", "http://127.0.0.1:8080"), "comma-separated server base URLs; connections are spread round-robin (env HB_URL)")
 	fs.IntVar(&cfg.Conns, "n", 0, "connections (hot: the racers K); default 1000")
@@ -46,13 +55,18 @@ func main() {
 	fs.IntVar(&cfg.Rooms, "rooms", 0, "spread: rooms (100)")
 	fs.IntVar(&cfg.Packets, "packets", 0, "spread: packets per room per wave (1); rain: packets (20); fanout: broadcasts (20)")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "rain: how long the rain lasts (10s)")
-	fs.StringVar(&intervals, "interval", "1s", "fanout: time between broadcasts; a comma-separated list (1s,200ms) runs one phase per interval on the same connections")
+	fs.StringVar(&intervals, "interval", "", "fanout: time between broadcasts (1s); a comma-separated list (1s,200ms) runs one phase per interval on the same connections; scale: time between drops (5s)")
 	fs.StringVar(&cfg.Room, "room", "", "room name (default bench-<scenario>-<run id>)")
+	fs.StringVar(&cfg.Role, "role", "", "scale, scale-rain: dropper (makes the packets, samples -pids and -redis, audits) or viewers (default)")
+	fs.IntVar(&cfg.FirstConn, "first", 0, "scale viewers: the global number of this process's first viewer (viewer i goes to -url[(first+i) % len])")
+	fs.IntVar(&cfg.Procs, "procs", 0, "scale dropper: viewer processes to wait for (1)")
+	fs.StringVar(&cfg.Barrier, "barrier", "", "scale: the directory the dropper and viewer processes meet in; a fresh one per run")
+	fs.StringVar(&merge, "merge", "", "comma-separated -json reports of one scale run (the dropper's and every viewer process's): join them, judge the run, print the result")
 	fs.StringVar(&cfg.Secret, "secret", os.Getenv("HONGBAO_SECRET"), "HS256 secret the tool signs its users' tokens with (env HONGBAO_SECRET; Centrifugo: client.token.hmac_secret_key)")
 	fs.StringVar(&cfg.AdminToken, "admin-token", os.Getenv("HONGBAO_ADMIN_TOKEN"), "hongbao admin token: funds the senders and runs the audit (env HONGBAO_ADMIN_TOKEN)")
 	fs.StringVar(&cfg.APIKey, "api-key", os.Getenv("CENTRIFUGO_API_KEY"), "Centrifugo http_api.key (env CENTRIFUGO_API_KEY)")
-	fs.StringVar(&pids, "pids", "", "comma-separated server pids to sample for CPU (utime+stime) and RSS (VmRSS)")
-	fs.StringVar(&cfg.RedisURL, "redis", "", "the servers' Redis (redis://host:port): report Redis CPU per grab from INFO")
+	fs.StringVar(&pids, "pids", "", "comma-separated server pids to sample for CPU (utime+stime) and RSS (VmRSS); scale: one per -url, in the same order")
+	fs.StringVar(&cfg.RedisURL, "redis", "", "the servers' Redis (redis://host:port): report Redis CPU per grab from INFO; scale: every master, comma-separated")
 	fs.StringVar(&sources, "source-ips", "", "comma-separated local IPs to dial from (e.g. 127.0.0.2,127.0.0.3) to spread ephemeral ports")
 	fs.IntVar(&cfg.DialConcurrency, "dial-concurrency", 0, "connections opened at once (200)")
 	fs.DurationVar(&cfg.Settle, "settle", 0, "fanout: pause after connecting before reading RSS (3s)")
@@ -64,6 +78,9 @@ func main() {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "load: unexpected arguments %q\n", fs.Args())
 		os.Exit(2)
+	}
+	if merge != "" {
+		os.Exit(runMerge(splitList(merge), asJSON))
 	}
 	cfg.URLs = splitList(urls)
 	for _, iv := range splitList(intervals) {
@@ -94,9 +111,31 @@ func main() {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(2)
 	}
+	os.Exit(report(res, err, asJSON))
+}
+
+// runMerge joins a scale run's reports and returns the exit status.
+func runMerge(paths []string, asJSON bool) int {
+	rs, err := loadgen.ReadResults(paths)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "load: -merge:", err)
+		return 2
+	}
+	res, err := loadgen.Merge(rs)
+	if res == nil {
+		fmt.Fprintln(os.Stderr, "load:", err)
+		return 2
+	}
+	return report(res, err, asJSON)
+}
+
+// report prints res and returns the exit status for err.
+func report(res *loadgen.Result, err error, asJSON bool) int {
 	if asJSON {
 		enc := json.NewEncoder(os.Stdout)
-		enc.SetIndent("", "  ")
+		if res.Viewers == nil {
+			enc.SetIndent("", "  ") // a viewer report is large and for -merge only
+		}
 		_ = enc.Encode(res)
 	} else {
 		loadgen.WriteTable(os.Stdout, res)
@@ -104,11 +143,12 @@ func main() {
 	switch {
 	case errors.Is(err, loadgen.ErrAudit):
 		fmt.Fprintln(os.Stderr, "\nload: !!!", err)
-		os.Exit(3)
+		return 3
 	case err != nil:
 		fmt.Fprintln(os.Stderr, "load: run failed:", err)
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }
 
 func splitList(s string) []string {

@@ -99,9 +99,11 @@ func token(secret, user, name string) (string, error) {
 // dial opens one client: a hongbao connection is ready at its welcome frame;
 // a Centrifugo one after its connect and subscribe replies.
 func dial(ctx context.Context, cfg *Config, idx int, base, room string, h handler, p *progress) (*conn, error) {
-	c := &conn{idx: idx, user: fmt.Sprintf("bench-%s-c%d", cfg.RunID, idx), room: room, target: cfg.Target, h: h,
+	// Users are numbered from cfg.FirstConn, so that load processes that
+	// share a run id never share a user.
+	c := &conn{idx: idx, user: fmt.Sprintf("bench-%s-c%d", cfg.RunID, cfg.FirstConn+idx), room: room, target: cfg.Target, h: h,
 		pending: map[string]int64{}, done: make(chan struct{}), p: p}
-	tok, err := token(cfg.Secret, c.user, "c"+strconv.Itoa(idx))
+	tok, err := token(cfg.Secret, c.user, "c"+strconv.Itoa(cfg.FirstConn+idx))
 	if err != nil {
 		return nil, err
 	}
@@ -347,8 +349,10 @@ func (c *conn) centrifugoFrame(data []byte, now int64) {
 	}
 }
 
-// connectAll opens n clients across the URLs, cfg.DialConcurrency at a time.
-// room(i) names client i's room. Progress counts connections in p.
+// connectAll opens n clients across the URLs, cfg.DialConcurrency at a time:
+// client i goes to URLs[(cfg.FirstConn+i) % len(URLs)], so that several load
+// processes together spread their clients evenly. room(i) names client i's
+// room. Progress counts connections in p.
 func connectAll(ctx context.Context, cfg *Config, n int, room func(i int) string, h handler, p *progress) ([]*conn, error) {
 	conns := make([]*conn, n)
 	sem := make(chan struct{}, cfg.DialConcurrency)
@@ -366,7 +370,7 @@ func connectAll(ctx context.Context, cfg *Config, n int, room func(i int) string
 			var c *conn
 			var err error
 			for attempt := 0; attempt < 3; attempt++ {
-				c, err = dial(ctx, cfg, i, cfg.URLs[i%len(cfg.URLs)], room(i), h, p)
+				c, err = dial(ctx, cfg, i, cfg.URLs[(cfg.FirstConn+i)%len(cfg.URLs)], room(i), h, p)
 				if err == nil || ctx.Err() != nil {
 					break
 				}

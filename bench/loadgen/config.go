@@ -21,6 +21,17 @@ const (
 	ScenarioSpread = "spread"
 	ScenarioRain   = "rain"
 	ScenarioFanout = "fanout"
+	// ScenarioScale and ScenarioScaleRain run across several load processes
+	// (see scale.go): a dropper and viewer processes meet at a barrier
+	// directory, and Merge joins their reports.
+	ScenarioScale     = "scale"      // a packet drops every Interval to every viewer
+	ScenarioScaleRain = "scale-rain" // a rain that every viewer grabs
+)
+
+// Roles of a process in the scale scenarios.
+const (
+	RoleDropper = "dropper" // creates the packets and samples servers and Redis
+	RoleViewers = "viewers" // holds Conns viewers, numbered from FirstConn
 )
 
 // Targets the tool can drive.
@@ -45,12 +56,20 @@ type Config struct {
 	Intervals []time.Duration // fanout: several phases on the same connections (overrides Interval)
 	Room      string          // room name (a run id is appended unless it is set explicitly)
 
+	// Scale scenarios: this process's role, the global number of its first
+	// viewer (viewers go to URLs[(FirstConn+i) % len(URLs)]), how many viewer
+	// processes the dropper waits for, and the directory they meet in.
+	Role      string
+	FirstConn int
+	Procs     int
+	Barrier   string
+
 	Secret     string // HS256 secret shared with the server (hongbao: HONGBAO_SECRET; centrifugo: client.token.hmac_secret_key)
 	AdminToken string // hongbao admin token: funds senders and runs the audit
 	APIKey     string // centrifugo HTTP API key
 
-	PIDs      []int    // server processes to sample for CPU and RSS (fanout, hot)
-	RedisURL  string   // optional: the Redis behind the servers, for INFO commandstats / cpu per grab
+	PIDs      []int    // server processes to sample for CPU and RSS (fanout, hot); scale: one per URL, in the same order
+	RedisURL  string   // optional: the Redis behind the servers, for INFO commandstats / cpu per grab; scale: every master, comma-separated
 	SourceIPs []string // local addresses to dial from (127.0.0.x) to spread ephemeral ports
 
 	DialConcurrency int
@@ -70,6 +89,20 @@ func (c Config) Defaults() Config {
 	if len(c.URLs) == 0 {
 		c.URLs = []string{"http://127.0.0.1:8080"}
 	}
+	if c.Scenario == ScenarioScale || c.Scenario == ScenarioScaleRain {
+		if c.Role == "" {
+			c.Role = RoleViewers
+		}
+		if c.Interval <= 0 && len(c.Intervals) > 0 {
+			c.Interval = c.Intervals[0]
+		}
+		if c.Interval <= 0 {
+			c.Interval = 5 * time.Second
+		}
+		if c.Procs <= 0 {
+			c.Procs = 1
+		}
+	}
 	if c.Conns <= 0 {
 		c.Conns = map[string]int{ScenarioHot: 1000, ScenarioSpread: 1000, ScenarioRain: 1000, ScenarioFanout: 1000}[c.Scenario]
 	}
@@ -77,7 +110,7 @@ func (c Config) Defaults() Config {
 		c.Shares = 0
 	}
 	if c.Shares == 0 && c.Scenario != ScenarioSpread {
-		c.Shares = map[string]int{ScenarioHot: 500, ScenarioRain: 500}[c.Scenario]
+		c.Shares = map[string]int{ScenarioHot: 500, ScenarioRain: 500, ScenarioScaleRain: 500}[c.Scenario]
 	}
 	if c.Rounds <= 0 {
 		c.Rounds = map[string]int{ScenarioHot: 20, ScenarioSpread: 10}[c.Scenario]
@@ -86,7 +119,7 @@ func (c Config) Defaults() Config {
 		c.Rooms = 100
 	}
 	if c.Packets <= 0 {
-		c.Packets = map[string]int{ScenarioSpread: 1, ScenarioRain: 20, ScenarioFanout: 20}[c.Scenario]
+		c.Packets = map[string]int{ScenarioSpread: 1, ScenarioRain: 20, ScenarioFanout: 20, ScenarioScale: 12, ScenarioScaleRain: 20}[c.Scenario]
 	}
 	if c.Duration <= 0 {
 		c.Duration = 10 * time.Second
@@ -116,12 +149,16 @@ func (c Config) Defaults() Config {
 func (c Config) Validate() error {
 	switch c.Scenario {
 	case ScenarioHot, ScenarioSpread, ScenarioRain, ScenarioFanout:
+	case ScenarioScale, ScenarioScaleRain:
+		if err := c.validateScale(); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("unknown scenario %q: want hot, spread, rain or fanout", c.Scenario)
+		return fmt.Errorf("unknown scenario %q: want hot, spread, rain, fanout, scale or scale-rain", c.Scenario)
 	}
 	switch c.Target {
 	case TargetHongbao:
-		if c.AdminToken == "" {
+		if c.AdminToken == "" && c.Role != RoleViewers {
 			return fmt.Errorf("-admin-token is required: it funds the senders and runs the audit")
 		}
 	case TargetCentrifugo:
@@ -143,8 +180,30 @@ func (c Config) Validate() error {
 			return fmt.Errorf("bad server URL %q: want http://host:port", u)
 		}
 	}
-	if c.Scenario == ScenarioRain && c.Packets > 200 {
+	if (c.Scenario == ScenarioRain || c.Scenario == ScenarioScaleRain) && c.Packets > 200 {
 		return fmt.Errorf("a rain has at most 200 packets")
+	}
+	return nil
+}
+
+func (c Config) validateScale() error {
+	if c.Barrier == "" {
+		return fmt.Errorf("-barrier is required: the directory where the dropper and the viewer processes meet")
+	}
+	switch c.Role {
+	case RoleDropper:
+		if len(c.PIDs) > 0 && len(c.PIDs) != len(c.URLs) {
+			return fmt.Errorf("-pids must name one server process per -url, in the same order (%d pids, %d urls)", len(c.PIDs), len(c.URLs))
+		}
+	case RoleViewers:
+		if c.Conns <= 0 {
+			return fmt.Errorf("-n is required for viewers")
+		}
+		if c.FirstConn < 0 {
+			return fmt.Errorf("-first must be at least 0")
+		}
+	default:
+		return fmt.Errorf("unknown role %q: want dropper or viewers", c.Role)
 	}
 	return nil
 }

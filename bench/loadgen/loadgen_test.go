@@ -24,15 +24,39 @@ const (
 	testAdmin  = "loadgen-test-admin-0123456789abcd"
 )
 
-// startServer builds the hongbao server into a temp dir and runs it on a free
-// port against db; it stops when the test ends.
+// startServer builds the hongbao server and runs it on a free port against
+// redisURL; it stops when the test ends.
 func startServer(t *testing.T, redisURL string) (base string, pid int) {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "hongbao")
-	build := exec.Command("go", "build", "-o", bin, "github.com/hongbao-dev/hongbao/server")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build server: %v\n%s", err, out)
+	return runServer(t, buildServer(t), redisURL)
+}
+
+// buildServer builds the hongbao server into a temp dir.
+func buildServer(t *testing.T) string {
+	t.Helper()
+	return goBuild(t, "hongbao", "github.com/hongbao-dev/hongbao/server", false)
+}
+
+// goBuild builds pkg into a temp dir as name, with the race detector when
+// asked.
+func goBuild(t *testing.T, name, pkg string, race bool) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), name)
+	args := []string{"build", "-o", bin}
+	if race {
+		args = append(args, "-race")
 	}
+	build := exec.Command("go", append(args, pkg)...)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
+
+// runServer runs the server binary bin on a free port against redisURL (a
+// URL, or comma-separated cluster seeds); it stops when the test ends.
+func runServer(t *testing.T, bin, redisURL string) (base string, pid int) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -45,7 +69,7 @@ func startServer(t *testing.T, redisURL string) (base string, pid int) {
 		"HONGBAO_GRAB_RATE=1000", "HONGBAO_GRAB_BURST=1000", "HONGBAO_ALLOWED_ORIGINS=*", "HONGBAO_LOG_LEVEL=warn",
 		// Every load client comes from 127.0.0.1: the per-address caps are raised.
 		"HONGBAO_FRAME_RATE=1000", "HONGBAO_FRAME_BURST=1000", "HONGBAO_MAX_CONNS_PER_IP=1000000", "HONGBAO_NEW_ROOMS_PER_IP=1000000",
-		"HONGBAO_SHUTDOWN_TIMEOUT=2s", "HONGBAO_DRAIN_DELAY=0s")
+		"HONGBAO_ROOM_PACKETS_PER_MINUTE=-1", "HONGBAO_SHUTDOWN_TIMEOUT=2s", "HONGBAO_DRAIN_DELAY=0s")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

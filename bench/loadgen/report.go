@@ -29,7 +29,9 @@ func WriteTable(w io.Writer, r *Result) {
 		row("grabs", "%d answered, %d ok in %.2fs of grab phases", g.Attempts, g.OK, g.PhaseSec)
 		row("grabs/s", "%.0f ok/s  (%.0f answered/s)", g.OKPerSec, g.AttemptsPerSec)
 		row("grab latency", "%s", g.Latency)
-		row("load tool cpu/grab", "%.1fµs", g.ClientCPUPerGrabUs)
+		if g.ClientCPUPerGrabUs > 0 {
+			row("load tool cpu/grab", "%.1fµs", g.ClientCPUPerGrabUs)
+		}
 		codes := make([]string, 0, len(g.Codes))
 		for k := range g.Codes {
 			codes = append(codes, k)
@@ -44,6 +46,20 @@ func WriteTable(w io.Writer, r *Result) {
 	if rn := r.Rain; rn != nil {
 		row("rain packets", "%d emptied of %d", rn.Emptied, rn.Packets)
 		row("time to empty", "%s", rn.ToEmpty)
+		row("grabs answered", "%d of %d", rn.GrabsAnswered, rn.GrabsExpected)
+		row("packet events", "%s", rn.PacketEvents)
+	}
+	if d := r.Dropper; d != nil {
+		row("dropper", "%d drops to %d viewers in %d processes (ready after %.1fs), phase %.1fs", len(d.Drops), d.Viewers, d.Procs, d.ConnectSec, d.PhaseSec)
+		for _, m := range d.Masters {
+			row("  redis "+m.Addr, "%.3fs cpu (%.3fs over the %.1fs quiet window)", m.CPUSec, m.IdleCPUSec, m.IdleSec)
+		}
+	}
+	if v := r.Viewers; v != nil {
+		row("viewers", "%d..%d on %d instances: %d events recorded", v.First, v.First+v.N-1, len(v.Instances), len(v.Events))
+	}
+	if st := r.Scale; st != nil {
+		writeScale(tw, row, st)
 	}
 	for _, d := range r.Delivery {
 		row(fmt.Sprintf("every %dms", d.IntervalMs), "%d broadcasts: %d of %d delivered (%d missing)", d.Broadcasts, d.Delivered, d.Expected, d.Missing)
@@ -82,4 +98,53 @@ func WriteTable(w io.Writer, r *Result) {
 		row("FAILURE", "%s", f)
 	}
 	tw.Flush()
+}
+
+// writeScale prints a merged scale run: exactly once, then by instance and
+// by Redis master.
+func writeScale(tw *tabwriter.Writer, row func(k, format string, a ...any), st *ScaleStats) {
+	row("scale", "%d viewers in %d processes, %d instances, %d drops; ready after %.1fs, phase %.1fs",
+		st.Viewers, st.Procs, len(st.Instances), st.Drops, st.ConnectSec, st.PhaseSec)
+	row("packet events", "%s", st.Delivery)
+	row("  delivery latency", "%s", st.Delivery.Latency)
+	if st.Finished != nil {
+		row("finished events", "%s", *st.Finished)
+	}
+	if st.RSSPerConn != 0 {
+		row("server rss", "%.0f B (%.1f KiB) per viewer over every instance", st.RSSPerConn, st.RSSPerConn/1024)
+	}
+	for _, in := range st.Instances {
+		row("instance "+in.URL, "pid %d, %d viewers: %s", in.PID, in.Viewers, in.Delivery)
+		row("  delivery latency", "%s", in.Delivery.Latency)
+		if in.Grabs != nil {
+			row("  grabs", "%d answered (%d ok): %s", in.Grabs.Attempts, in.Grabs.OK, in.Grabs.Latency)
+		}
+		if in.RSSAfter > 0 {
+			row("  rss", "%.1f MiB → %.1f MiB: %.1f KiB per viewer", float64(in.RSSBefore)/(1<<20), float64(in.RSSAfter)/(1<<20), in.RSSPerConn/1024)
+		}
+		switch {
+		case in.CPUPerDeliveryUs > 0:
+			row("  cpu", "%.2fs: %.1fµs per delivery", in.CPUSec, in.CPUPerDeliveryUs)
+		case in.CPUPerGrabUs > 0:
+			row("  cpu", "%.2fs: %.1fµs per answered grab", in.CPUSec, in.CPUPerGrabUs)
+		}
+	}
+	for _, m := range st.Masters {
+		switch {
+		case m.CPUUsecPerDrop > 0:
+			row("redis "+m.Addr, "%.3fs cpu: %.0fµs per broadcast (%.0fµs less the quiet window's rate)", m.CPUSec, m.CPUUsecPerDrop, m.NetCPUUsecPerDrop)
+		case m.CPUUsecPerOKGrab > 0:
+			row("redis "+m.Addr, "%.3fs cpu: %.2fµs per ok grab", m.CPUSec, m.CPUUsecPerOKGrab)
+		default:
+			row("redis "+m.Addr, "%.3fs cpu", m.CPUSec)
+		}
+	}
+}
+
+func (x ScaleDelivery) String() string {
+	s := fmt.Sprintf("%d of %d delivered, %d missing, %d duplicates", x.Delivered, x.Expected, x.Missing, x.Duplicates)
+	if x.Unexpected > 0 {
+		s += fmt.Sprintf(", %d of packets never dropped", x.Unexpected)
+	}
+	return s
 }

@@ -28,6 +28,11 @@ type Result struct {
 	Server   *ServerStats     `json:"server,omitempty"`
 	Redis    *RedisStats      `json:"redis,omitempty"`
 	Audit    *Audit           `json:"audit,omitempty"`
+	// Scale scenarios: a dropper's or a viewer process's own report, and
+	// what Merge makes of them together.
+	Dropper *ScaleDropper `json:"dropper,omitempty"`
+	Viewers *ScaleViewers `json:"viewers,omitempty"`
+	Scale   *ScaleStats   `json:"scale,omitempty"`
 	// Disconnects counts connections that ended before the tool closed them
 	// (evicted as slow consumers, refused, lost), by close code.
 	Disconnects map[string]int `json:"disconnects"`
@@ -64,12 +69,17 @@ type DeliveryStats struct {
 }
 
 // RainStats: time from each packet's visible_at to its last share
-// (the finished event's duration_ms).
+// (the finished event's duration_ms), every grab answered, and every
+// packet event delivered to every client exactly once (latency from the
+// packet's visible_at).
 type RainStats struct {
-	Packets   int         `json:"packets"`
-	Emptied   int         `json:"emptied"`
-	ToEmpty   Percentiles `json:"time_to_empty"`
-	ToEmptyMs []int64     `json:"time_to_empty_ms"`
+	Packets       int           `json:"packets"`
+	Emptied       int           `json:"emptied"`
+	ToEmpty       Percentiles   `json:"time_to_empty"`
+	ToEmptyMs     []int64       `json:"time_to_empty_ms"`
+	GrabsExpected int64         `json:"grabs_expected"`
+	GrabsAnswered int64         `json:"grabs_answered"`
+	PacketEvents  ScaleDelivery `json:"packet_events"`
 }
 
 // ServerStats: the server processes' CPU over the measured phase and their
@@ -128,6 +138,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		err = runRain(ctx, &cfg, a, p, res)
 	case ScenarioFanout:
 		err = runFanout(ctx, &cfg, a, p, res)
+	case ScenarioScale, ScenarioScaleRain:
+		if cfg.Role == RoleDropper {
+			err = runScaleDropper(ctx, &cfg, a, p, res)
+		} else {
+			err = runScaleViewers(ctx, &cfg, a, p, res)
+		}
 	}
 	res.WallSec = time.Since(start).Seconds()
 	p.close()
@@ -140,7 +156,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.Failures = append(res.Failures, derr.Error())
 		err = errors.Join(err, derr)
 	}
-	if cfg.Target == TargetHongbao && !cfg.NoAudit {
+	// Of a scale run's processes only the dropper audits, once every viewer
+	// is done: an audit while others still grab would race them.
+	if cfg.Target == TargetHongbao && !cfg.NoAudit && cfg.Role != RoleViewers {
 		actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		defer acancel()
 		au, aerr := a.audit(actx)

@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -366,15 +367,16 @@ func runSpread(ctx context.Context, cfg *Config, a *api, p *progress, res *Resul
 // seconds; each client grabs every packet as it drops.
 type rainHandler struct {
 	g        *grabCounter
+	recv     *receipts // packet events, to check each arrives once
 	packets  atomic.Int64
 	mu       sync.Mutex
 	finished map[string]int64 // packet id → duration_ms (-1: expired)
 }
 
-func (h *rainHandler) onEvent(c *conn, ev *event, _ int64) {
+func (h *rainHandler) onEvent(c *conn, ev *event, now int64) {
 	switch ev.Type {
 	case "packet":
-		if ev.Packet != nil {
+		if ev.Packet != nil && h.recv.add("packet", ev.Packet.ID, c.idx, now) {
 			h.packets.Add(1)
 			h.g.send(c, ev.Packet.ID)
 		}
@@ -404,7 +406,7 @@ func runRain(ctx context.Context, cfg *Config, a *api, p *progress, res *Result)
 	if err != nil {
 		return err
 	}
-	h := &rainHandler{g: &grabCounter{rec: newRecorder(), p: p}, finished: map[string]int64{}}
+	h := &rainHandler{g: &grabCounter{rec: newRecorder(), p: p}, recv: newReceipts(n), finished: map[string]int64{}}
 	p.setPhase("connect", 0)
 	conns, err := connectAll(ctx, cfg, n, func(int) string { return cfg.Room }, h, p)
 	if err != nil {
@@ -417,11 +419,23 @@ func runRain(ctx context.Context, cfg *Config, a *api, p *progress, res *Result)
 	rm.start(ctx)
 
 	ph := h.g.begin(int64(n * np))
+	var created struct {
+		Rain struct {
+			Packets []struct {
+				ID        string `json:"id"`
+				VisibleAt int64  `json:"visible_at"`
+			} `json:"packets"`
+		} `json:"rain"`
+	}
 	err = a.call(ctx, "POST", cfg.URLs[0]+"/api/v1/rooms/"+cfg.Room+"/rains", snd.token,
 		map[string]any{"packets": np, "total_per_packet": per, "count_per_packet": s, "duration_seconds": secs, "greeting": "rain"},
-		nil, http.StatusCreated)
+		&created, http.StatusCreated)
 	if err != nil {
 		return err
+	}
+	var drops []ScaleDrop
+	for _, pk := range created.Rain.Packets {
+		drops = append(drops, ScaleDrop{ID: pk.ID, CreatedAtMs: pk.VisibleAt})
 	}
 	p.setPhase("rain", int64(np))
 	stopTick := make(chan struct{})
@@ -461,7 +475,11 @@ func runRain(ctx context.Context, cfg *Config, a *api, p *progress, res *Result)
 		}
 	}
 	res.Redis = rm.stop(ctx, gs.OK)
-	rs := &RainStats{Packets: np}
+	rs := &RainStats{Packets: np, GrabsExpected: int64(n * np), GrabsAnswered: int64(gs.Attempts)}
+	t := newTally(len(cfg.URLs), true)
+	t.add(0, n, h.recv.snapshot(), "packet", drops, nil)
+	t.finish()
+	rs.PacketEvents = *t.total
 	h.mu.Lock()
 	var empties []int64
 	for _, d := range h.finished {
@@ -474,8 +492,14 @@ func runRain(ctx context.Context, cfg *Config, a *api, p *progress, res *Result)
 	rs.Emptied = len(empties)
 	rs.ToEmpty = percentiles(empties)
 	res.Rain = rs
+	if err := rs.PacketEvents.check("rain packet events"); err != nil {
+		return errors.Join(werr, err)
+	}
 	if werr != nil {
 		return werr
+	}
+	if len(drops) != np {
+		return fmt.Errorf("rain: the server made %d of %d packets", len(drops), np)
 	}
 	if n >= s && rs.Emptied != np {
 		return fmt.Errorf("rain: %d of %d packets reported emptied", rs.Emptied, np)
