@@ -564,7 +564,7 @@ type scaleHandler struct {
 	codes   []map[string]int
 	toEmpty map[string]int64
 
-	firstGrab, lastResult   atomic.Int64
+	firstGrab, lastResult      atomic.Int64
 	packets, finished, results atomic.Int64 // first receipts; results
 }
 
