@@ -112,16 +112,107 @@ print("\n## WATCH/MULTI baseline (direct to Redis, no WebSocket)\n")
 print(f"grabs/s median {fmt(wmg)} (runs {', '.join(fmt(w.get('grabs_per_s')) for w in wm)}); "
       f"aborted EXECs per successful grab {fmt(wma, 1)}; conserved: {all(w.get('conserved') for w in wm) if wm else 'n/m'}")
 
+def rain_goals(label, rr):
+    """Goal 4 per run: every grab answered, grab p99 <= 200 ms, time to empty
+    p99 <= 500 ms, no eviction; and every packet event delivered once."""
+    print(f"\n## Rain, {label}\n")
+    print("| run | clients | packets × shares over | grabs answered / expected | grab p50 / p99 ms | time to empty p50 / p99 / max ms | emptied | packet events missing / dup | evictions | audit | goals met |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|")
+    for i, r in enumerate(rr, 1):
+        g = r.get("grabs") or {}
+        rn = r.get("rain") or {}
+        pe = rn.get("packet_events") or {}
+        te = rn.get("time_to_empty") or {}
+        pm = r.get("params") or {}
+        ev = sum((r.get("disconnects") or {}).values())
+        exp, ans = rn.get("grabs_expected"), rn.get("grabs_answered")
+        p99, tp99 = (g.get("latency") or {}).get("p99_ms"), te.get("p99_ms")
+        audit = (r.get("audit") or {}).get("ok")
+        goals = [ans is not None and ans == exp, p99 is not None and p99 <= 200, tp99 is not None and tp99 <= 500, ev == 0]
+        print(f"| {i} | {fmt(r.get('conns'))} | {pm.get('packets')} × {pm.get('shares')} over {pm.get('duration_s')} s | {fmt(ans)} / {fmt(exp)} | "
+              f"{fmt((g.get('latency') or {}).get('p50_ms'), 1)} / {fmt(p99, 1)} | {fmt(te.get('p50_ms'))} / {fmt(tp99)} / {fmt(te.get('max_ms'))} | "
+              f"{rn.get('emptied')} of {rn.get('packets')} | {pe.get('missing', 'n/m')} / {pe.get('duplicates', 'n/m')} | {ev} | "
+              f"{'ok' if audit else 'FAILED'} | {'yes' if all(goals) else 'NO'}{'' if not r.get('failures') else ' (run failed: ' + '; '.join(r['failures'])[:200] + ')'} |")
+    print("\nGoals: every grab answered; grab p99 ≤ 200 ms; time to empty p99 ≤ 500 ms; 0 evictions.")
+
+
 for label, pattern in (("settlement off", "rain-[0-9]*.json"), ("settlement on", "rainledger-*.json")):
     rr = load(pattern)
-    if not rr:
-        continue
-    print(f"\n## Rain, {label}\n")
-    e = [r.get("rain") or {} for r in rr]
-    print(f"packets emptied: {[x.get('emptied') for x in e]} of {[x.get('packets') for x in e]}; "
-          f"time to empty p50 {fmt(med([x.get('time_to_empty', {}).get('p50_ms') for x in e]))} ms, "
-          f"max {fmt(med([x.get('time_to_empty', {}).get('max_ms') for x in e]))} ms; "
-          f"codes {[ (r.get('grabs') or {}).get('codes') for r in rr]}")
+    if rr:
+        rain_goals(label, rr)
+
+
+def scale_section():
+    """Goal 6: N viewers in one room across instances on a Redis Cluster."""
+    sc, sr = load("scale-[0-9]*.json"), load("scalerain-[0-9]*.json")
+    if not sc and not sr:
+        return
+    for label, runs in (("a packet every interval", sc), ("a rain", sr)):
+        if not runs:
+            continue
+        s0 = runs[0].get("scale") or {}
+        print(f"\n## Scale-out, {label}: {fmt(s0.get('viewers'))} viewers in one room, {len(s0.get('instances') or [])} instances, "
+              f"{len(s0.get('masters') or [])} Redis masters, {s0.get('procs')} load processes\n")
+        print("| run | drops | packet events delivered / expected | missing | duplicates | p50 / p99 / max delivery ms | RSS per viewer (all instances) | connect s | evictions | audit | exactly once |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+        for i, r in enumerate(runs, 1):
+            s = r.get("scale") or {}
+            d = s.get("delivery") or {}
+            lat = d.get("latency") or {}
+            ev = sum((r.get("disconnects") or {}).values())
+            once = d.get("missing") == 0 and d.get("duplicates") == 0 and d.get("unexpected", 0) == 0 and d.get("expected", 0) > 0
+            fin = s.get("finished")
+            if fin is not None:
+                once = once and fin.get("missing") == 0 and fin.get("duplicates") == 0
+            rss = s.get("rss_per_conn_bytes")
+            print(f"| {i} | {s.get('drops')} | {fmt(d.get('delivered'))} / {fmt(d.get('expected'))} | {d.get('missing')} | {d.get('duplicates')} | "
+                  f"{fmt(lat.get('p50_ms'), 1)} / {fmt(lat.get('p99_ms'), 1)} / {fmt(lat.get('max_ms'), 1)} | {fmt(rss / 1024 if rss else None, 1)} KiB | "
+                  f"{fmt(s.get('connect_s'), 1)} | {ev} | {'ok' if (r.get('audit') or {}).get('ok') else 'FAILED'} | {'yes' if once and not r.get('failures') else 'NO'} |")
+        for r in runs:
+            for f in r.get("failures") or []:
+                print(f"\nFAILURE: {f[:300]}")
+        # By instance: medians over the runs (instance i is the same port in every run).
+        n = len(s0.get("instances") or [])
+        rain = any(r.get("rain") for r in runs)
+        print(f"\nBy instance (median over {len(runs)} runs):\n")
+        head = "| instance | viewers | p50 / p99 / max delivery ms | RSS before → after MiB | RSS per viewer KiB | server CPU µs per " + ("answered grab | grab p50 / p99 ms |" if rain else "delivery |")
+        print(head)
+        print("|---|---:|---:|---:|---:|---:|" + ("---:|" if rain else ""))
+        for k in range(n):
+            ins = [((r.get("scale") or {}).get("instances") or [{}] * n)[k] for r in runs]
+            lat = [i.get("delivery", {}).get("latency", {}) for i in ins]
+            rb, ra = med([i.get("rss_before_bytes") for i in ins]), med([i.get("rss_after_bytes") for i in ins])
+            row = (f"| {ins[0].get('url')} | {ins[0].get('viewers')} | {fmt(med([x.get('p50_ms') for x in lat]), 1)} / {fmt(med([x.get('p99_ms') for x in lat]), 1)} / "
+                   f"{fmt(med([x.get('max_ms') for x in lat]), 1)} | {fmt(rb / 2**20 if rb else None, 1)} → {fmt(ra / 2**20 if ra else None, 1)} | "
+                   f"{fmt(med([(i.get('rss_per_conn_bytes') or 0) / 1024 for i in ins]), 1)} | ")
+            if rain:
+                gl = [(i.get("grabs") or {}).get("latency") or {} for i in ins]
+                row += f"{fmt(med([i.get('cpu_per_grab_us') for i in ins]), 1)} | {fmt(med([x.get('p50_ms') for x in gl]), 1)} / {fmt(med([x.get('p99_ms') for x in gl]), 1)} |"
+            else:
+                row += f"{fmt(med([i.get('cpu_per_delivery_us') for i in ins]), 1)} |"
+            print(row)
+        m = len(s0.get("masters") or [])
+        if m:
+            print(f"\nBy Redis master (median over {len(runs)} runs; INFO cpu deltas; background from a quiet window after the drops, every viewer connected):\n")
+            if rain:
+                print("| master | CPU s over the phase | µs per ok grab | background µs/s |")
+                print("|---|---:|---:|---:|")
+            else:
+                print("| master | CPU s over the phase | µs per broadcast | µs per broadcast less background | background µs/s |")
+                print("|---|---:|---:|---:|---:|")
+            for k in range(m):
+                ms = [((r.get("scale") or {}).get("masters") or [{}] * m)[k] for r in runs]
+                bg = med([x.get("idle_cpu_s", 0) / x["idle_s"] * 1e6 if x.get("idle_s") else None for x in ms])
+                if rain:
+                    print(f"| {ms[0].get('addr')} | {fmt(med([x.get('cpu_s') for x in ms]), 3)} | {fmt(med([x.get('cpu_usec_per_ok_grab') for x in ms]), 2)} | {fmt(bg)} |")
+                else:
+                    print(f"| {ms[0].get('addr')} | {fmt(med([x.get('cpu_s') for x in ms]), 3)} | {fmt(med([x.get('cpu_usec_per_drop') for x in ms]))} | "
+                          f"{fmt(med([x.get('net_cpu_usec_per_drop') for x in ms]))} | {fmt(bg)} |")
+        if rain:
+            rain_goals("across the instances (scale-rain)", runs)
+
+
+scale_section()
 
 
 def lag_quantiles(path):

@@ -138,7 +138,32 @@ func writeScale(tw *tabwriter.Writer, row func(k, format string, a ...any), st *
 		default:
 			row("redis "+m.Addr, "%.3fs cpu", m.CPUSec)
 		}
+		if m.IdleSec > 0 {
+			row("  background", "%.0fµs cpu a second (quiet window of %.1fs)", m.IdleCPUSec/m.IdleSec*1e6, m.IdleSec)
+		}
+		if len(m.Commands) > 0 {
+			row("  top commands", "%s", topCommands(m.Commands, 6))
+		}
 	}
+}
+
+// topCommands lists the k commands Redis spent most time in.
+func topCommands(cmds map[string]CmdStat, k int) string {
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
+		names = append(names, n)
+	}
+	slices.SortFunc(names, func(a, b string) int {
+		if c := cmds[b].Usec - cmds[a].Usec; c != 0 {
+			return int(c)
+		}
+		return strings.Compare(a, b)
+	})
+	var out []string
+	for _, n := range names[:min(k, len(names))] {
+		out = append(out, fmt.Sprintf("%s %d calls %dµs", n, cmds[n].Calls, cmds[n].Usec))
+	}
+	return strings.Join(out, ", ")
 }
 
 func (x ScaleDelivery) String() string {

@@ -12,8 +12,7 @@ package loadgen
 //  2. each viewer process connects its viewers, spread over every server,
 //     and writes "ready-<first>";
 //  3. once every viewer process is ready, the dropper lets the servers
-//     settle, reads their RSS again, reads Redis's background CPU over a
-//     quiet window as long as the settle, and drops: a packet every Interval (scale), or one rain that
+//     settle, reads their RSS again, and drops: a packet every Interval (scale), or one rain that
 //     every viewer grabs (scale-rain), reading each Redis master and each
 //     server's CPU before;
 //  4. it writes "end" (after the rain's last packet, for a rain); each viewer
@@ -21,8 +20,9 @@ package loadgen
 //     for viewerStall after "end", and writes "done-<first>", still
 //     connected;
 //  5. once every viewer process is done the dropper reads Redis and the
-//     servers again and writes "release"; the viewers close; the dropper runs
-//     the audit.
+//     servers again, then Redis once more after a quiet window (its
+//     background rate), and writes "release"; the viewers close; the dropper
+//     runs the audit.
 //
 // Each process prints its own report; Merge joins them and judges the run:
 // every event delivered exactly once, every grab answered.
@@ -83,17 +83,18 @@ type ScaleDrop struct {
 	Instance    int    `json:"instance"`
 }
 
-// MasterStats is one Redis master over the drop phase (CPUSec, the scripts)
-// and over a quiet window before it with every viewer connected (IdleCPUSec
-// over IdleSec: presence and other background work). Merge fills the
-// per-unit figures.
+// MasterStats is one Redis master over the drop phase (CPUSec; the scripts;
+// every command's calls and time) and over a quiet window after it with every
+// viewer still connected (IdleCPUSec over IdleSec: presence and other
+// background work). Merge fills the per-unit figures.
 type MasterStats struct {
-	Addr        string  `json:"addr"`
-	CPUSec      float64 `json:"cpu_s"`
-	ScriptCalls int64   `json:"script_calls"`
-	ScriptUsec  int64   `json:"script_usec"`
-	IdleCPUSec  float64 `json:"idle_cpu_s"`
-	IdleSec     float64 `json:"idle_s"`
+	Addr        string             `json:"addr"`
+	CPUSec      float64            `json:"cpu_s"`
+	ScriptCalls int64              `json:"script_calls"`
+	ScriptUsec  int64              `json:"script_usec"`
+	Commands    map[string]CmdStat `json:"commands,omitempty"`
+	IdleCPUSec  float64            `json:"idle_cpu_s"`
+	IdleSec     float64            `json:"idle_s"`
 
 	CPUUsecPerDrop    float64 `json:"cpu_usec_per_drop,omitempty"`
 	NetCPUUsecPerDrop float64 `json:"net_cpu_usec_per_drop,omitempty"` // less the quiet window's rate
@@ -291,8 +292,6 @@ func runScaleDropper(ctx context.Context, cfg *Config, a *api, p *progress, res 
 	p.target.Store(int64(d.Viewers))
 	p.connected.Store(int64(d.Viewers))
 
-	// Settle, then read RSS; then a quiet window as long, for Redis's
-	// background rate (presence and the like) with every viewer connected.
 	p.setPhase("settle", 0)
 	select {
 	case <-time.After(cfg.Settle):
@@ -300,15 +299,6 @@ func runScaleDropper(ctx context.Context, cfg *Config, a *api, p *progress, res 
 		return ctx.Err()
 	}
 	d.RSSAfter = rssEach(cfg.PIDs)
-	idle0 := masters.sample(ctx)
-	idleStart := time.Now()
-	select {
-	case <-time.After(cfg.Settle):
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	idle1 := masters.sample(ctx)
-	idleSec := time.Since(idleStart).Seconds()
 
 	before, _ := sampleAll(cfg.PIDs)
 	m0 := masters.sample(ctx)
@@ -334,7 +324,17 @@ func runScaleDropper(ctx context.Context, cfg *Config, a *api, p *progress, res 
 	for i := range after {
 		d.ServerCPUSec = append(d.ServerCPUSec, (after[i].cpu - before[i].cpu).Seconds())
 	}
-	d.Masters = masters.stats(m0, m1, idle0, idle1, idleSec)
+	// A quiet window as long as the settle, every viewer still connected:
+	// Redis's background rate (presence and the like), which the drop
+	// phase pays too.
+	p.setPhase("quiet", 0)
+	idleStart := time.Now()
+	select {
+	case <-time.After(cfg.Settle):
+	case <-ctx.Done():
+	}
+	idle1 := masters.sample(ctx)
+	d.Masters = masters.stats(m0, m1, m1, idle1, time.Since(idleStart).Seconds())
 	return werr
 }
 
@@ -433,7 +433,38 @@ type masterMeters []*redisMeter
 type masterSample struct {
 	calls, usec int64
 	cpu         float64
+	cmds        map[string]CmdStat
 	ok          bool
+}
+
+// CmdStat is one command's calls and time inside Redis (INFO commandstats).
+type CmdStat struct {
+	Calls int64 `json:"calls"`
+	Usec  int64 `json:"usec"`
+}
+
+// commandStats reads every cmdstat_ line of INFO commandstats.
+func commandStats(info string) map[string]CmdStat {
+	out := map[string]CmdStat{}
+	for _, line := range strings.Split(info, "\n") {
+		name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
+		if !ok || !strings.HasPrefix(name, "cmdstat_") {
+			continue
+		}
+		var c CmdStat
+		for _, kv := range strings.Split(rest, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			n, _ := strconv.ParseInt(v, 10, 64)
+			switch k {
+			case "calls":
+				c.Calls = n
+			case "usec":
+				c.Usec = n
+			}
+		}
+		out[strings.TrimPrefix(name, "cmdstat_")] = c
+	}
+	return out
 }
 
 // newMasterMeters takes a comma-separated list of redis:// URLs or
@@ -467,6 +498,9 @@ func (ms masterMeters) sample(ctx context.Context) []masterSample {
 	for i, m := range ms {
 		c, u, cpu, err := m.read(ctx)
 		out[i] = masterSample{calls: c, usec: u, cpu: cpu, ok: err == nil}
+		if info, err := m.rdb.Info(ctx, "commandstats").Result(); err == nil {
+			out[i].cmds = commandStats(info)
+		}
 	}
 	return out
 }
@@ -477,6 +511,12 @@ func (ms masterMeters) stats(m0, m1, idle0, idle1 []masterSample, idleSec float6
 		s := MasterStats{Addr: m.rdb.Options().Addr, IdleSec: idleSec}
 		if m0[i].ok && m1[i].ok {
 			s.CPUSec, s.ScriptCalls, s.ScriptUsec = m1[i].cpu-m0[i].cpu, m1[i].calls-m0[i].calls, m1[i].usec-m0[i].usec
+			s.Commands = map[string]CmdStat{}
+			for k, c := range m1[i].cmds {
+				if d := (CmdStat{Calls: c.Calls - m0[i].cmds[k].Calls, Usec: c.Usec - m0[i].cmds[k].Usec}); d.Calls > 0 {
+					s.Commands[k] = d
+				}
+			}
 		}
 		if idle0[i].ok && idle1[i].ok {
 			s.IdleCPUSec = idle1[i].cpu - idle0[i].cpu
