@@ -38,7 +38,9 @@ CENTRIFUGO=${CENTRIFUGO:-$(command -v centrifugo || echo "$(go env GOPATH)/bin/c
 SECRET=bench-secret-0123456789abcdef012345 ADMIN=bench-admin-0123456789abcdef0123456 APIKEY=benchapikey
 if [[ -n "${QUICK:-}" ]]; then
   REPS=1 CEIL_N=50000 HOT_N=200 HOT_S=100 HOT_R=5 WM_K=200 WM_R=2 SPREAD_N=200 RAIN_N=1000 RAIN_P=3 RAIN_D=3s FAN_NS="500 1000" FAN_B=5 TWO_FAN_N=1000 SETTLED_N=2000
-  SCALE_N=3000 SCALE_RAIN_N=1500 SCALE_DROPS=3 SCALE_PROCS=3 SCALE_RAIN_P=3 SCALE_RAIN_D=3s
+  # 250-500 viewers an instance: progress frames from 100, as the full run's
+  # 8 000-17 000 an instance get them at the default 1 000.
+  SCALE_N=3000 SCALE_RAIN_N=1500 SCALE_DROPS=3 SCALE_PROCS=3 SCALE_RAIN_P=3 SCALE_RAIN_D=3s SCALE_PROGRESS_ABOVE=100
 fi
 HOT_N=${HOT_N:-1000} HOT_S=${HOT_S:-500} HOT_R=${HOT_R:-20}
 WM_K=${WM_K:-1000} WM_R=${WM_R:-3}
@@ -49,7 +51,7 @@ TWO_FAN_N=${TWO_FAN_N:-10000}
 SETTLED_N=${SETTLED_N:-100000}
 SCALE_N=${SCALE_N:-100000} SCALE_RAIN_N=${SCALE_RAIN_N:-50000} SCALE_PROCS=${SCALE_PROCS:-6} SCALE_INSTANCES=${SCALE_INSTANCES:-6}
 SCALE_DROPS=${SCALE_DROPS:-12} SCALE_EVERY=${SCALE_EVERY:-5s} SCALE_RAIN_P=${SCALE_RAIN_P:-$RAIN_P} SCALE_RAIN_D=${SCALE_RAIN_D:-$RAIN_D}
-SCALE_TIMEOUT=${SCALE_TIMEOUT:-15m}
+SCALE_MINUTES=${SCALE_MINUTES:-15} SCALE_PROGRESS_ABOVE=${SCALE_PROGRESS_ABOVE:-1000}
 SOURCES=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5
 
 # Every process started here may hold as many files as the hard limit allows
@@ -104,7 +106,7 @@ start_hb() {
   env REDIS_URL="$REDIS_URL" HONGBAO_ADDR="127.0.0.1:$port" HONGBAO_SECRET=$SECRET HONGBAO_ADMIN_TOKEN=$ADMIN \
     HONGBAO_SESSION_RATE=100000 HONGBAO_SESSION_BURST=100000 HONGBAO_GRAB_RATE=1000 HONGBAO_GRAB_BURST=1000 \
     HONGBAO_FRAME_RATE=1000 HONGBAO_FRAME_BURST=1000 HONGBAO_MAX_CONNS_PER_IP=1000000 HONGBAO_NEW_ROOMS_PER_IP=1000000 \
-    HONGBAO_ROOM_PACKETS_PER_MINUTE=-1 HONGBAO_ALLOWED_ORIGINS='*' HONGBAO_LOG_LEVEL=warn HONGBAO_DRAIN_DELAY=0s HONGBAO_PPROF_ADDR="127.0.0.1:$((port - 2000))" "$@" \
+    HONGBAO_ROOM_PACKETS_PER_MINUTE=-1 HONGBAO_DAILY_SEND_COUNT=-1 HONGBAO_DAILY_SEND_TOTAL=-1 HONGBAO_ALLOWED_ORIGINS='*' HONGBAO_LOG_LEVEL=warn HONGBAO_DRAIN_DELAY=0s HONGBAO_PPROF_ADDR="127.0.0.1:$((port - 2000))" "$@" \
     timeout 1h "$OUT/bin/hb" >>"$OUT/hb-$port.log" 2>&1 &
   local w=$!; echo "$w" >>"$OUT/pids"
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
@@ -280,13 +282,13 @@ if section scale; then
     local i k first cnt urls=() pids=() files=() waits=() ip0
     fresh_cluster
     for i in $(seq 0 $((SCALE_INSTANCES - 1))); do
-      pids+=("$(start_hb $((SCALE_PORT + i)) REDIS_URL="$CLUSTER")")
+      pids+=("$(start_hb $((SCALE_PORT + i)) REDIS_URL="$CLUSTER" HONGBAO_PROGRESS_ABOVE="$SCALE_PROGRESS_ABOVE")")
       urls+=("http://127.0.0.1:$((SCALE_PORT + i))")
     done
     local U P
     U=$(IFS=,; echo "${urls[*]}"); P=$(IFS=,; echo "${pids[*]}")
-    local common=(-scenario "$kind" -barrier "$dir" -url "$U" -secret $SECRET -q -json -timeout "$SCALE_TIMEOUT")
-    timeout "$SCALE_TIMEOUT" "$OUT/bin/load" "${common[@]}" -role dropper -procs "$SCALE_PROCS" -admin-token $ADMIN \
+    local common=(-scenario "$kind" -barrier "$dir" -url "$U" -secret $SECRET -q -json -timeout "${SCALE_MINUTES}m")
+    timeout $((SCALE_MINUTES + 1))m "$OUT/bin/load" "${common[@]}" -role dropper -procs "$SCALE_PROCS" -admin-token $ADMIN \
       -pids "$P" -redis "$masters" "$@" >"$OUT/raw/$tag-dropper.json" 2>"$OUT/raw/$tag-dropper.log" &
     waits+=($!); echo $! >>"$OUT/pids"; files+=("$OUT/raw/$tag-dropper.json")
     # Loopback addresses: 127.0.<rep>.<x>, two per process, other ones for the rain.
@@ -294,7 +296,7 @@ if section scale; then
     for k in $(seq 0 $((SCALE_PROCS - 1))); do
       first=$((k * per)); cnt=$(( n - first < per ? n - first : per ))
       (( cnt > 0 )) || continue
-      timeout "$SCALE_TIMEOUT" "$OUT/bin/load" "${common[@]}" -role viewers -n "$cnt" -first "$first" \
+      timeout $((SCALE_MINUTES + 1))m "$OUT/bin/load" "${common[@]}" -role viewers -n "$cnt" -first "$first" \
         -source-ips "127.0.$r.$((ip0 + 2 * k)),127.0.$r.$((ip0 + 2 * k + 1))" >"$OUT/raw/$tag-v$k.json" 2>"$OUT/raw/$tag-v$k.log" &
       waits+=($!); echo $! >>"$OUT/pids"; files+=("$OUT/raw/$tag-v$k.json")
     done

@@ -313,7 +313,9 @@ func runScaleDropper(ctx context.Context, cfg *Config, a *api, p *progress, res 
 		return err
 	}
 	p.setPhase("deliveries", int64(cfg.Procs))
-	werr := await(ctx, 2*viewerStall+time.Minute, "every viewer process to be done", func() (bool, error) {
+	// A viewer process is done once it has every event or nothing new came
+	// for viewerStall; a rain's grabs may trail its last packet by minutes.
+	werr := await(ctx, 10*time.Minute, "every viewer process to be done", func() (bool, error) {
 		ds, err := b.all("done-")
 		p.done.Store(int64(len(ds)))
 		return len(ds) >= cfg.Procs, err
