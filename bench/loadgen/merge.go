@@ -225,6 +225,13 @@ func Merge(rs []*Result) (*Result, error) {
 		m := &st.Masters[i]
 		if n := len(dr.Drops); n > 0 && !rain {
 			m.CPUUsecPerDrop = m.CPUSec * 1e6 / float64(n)
+			var usec int64
+			for name, c := range m.Commands {
+				if name != "info" {
+					usec += c.Usec
+				}
+			}
+			m.CmdUsecPerDrop = float64(usec) / float64(n)
 			if m.IdleSec > 0 {
 				m.NetCPUUsecPerDrop = (m.CPUSec - m.IdleCPUSec/m.IdleSec*dr.PhaseSec) * 1e6 / float64(n)
 			}

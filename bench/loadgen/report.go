@@ -132,7 +132,7 @@ func writeScale(tw *tabwriter.Writer, row func(k, format string, a ...any), st *
 	for _, m := range st.Masters {
 		switch {
 		case m.CPUUsecPerDrop > 0:
-			row("redis "+m.Addr, "%.3fs cpu: %.0fµs per broadcast (%.0fµs less the quiet window's rate)", m.CPUSec, m.CPUUsecPerDrop, m.NetCPUUsecPerDrop)
+			row("redis "+m.Addr, "%.3fs cpu: %.0fµs per broadcast (%.0fµs less the quiet window's rate; %.0fµs inside commands)", m.CPUSec, m.CPUUsecPerDrop, m.NetCPUUsecPerDrop, m.CmdUsecPerDrop)
 		case m.CPUUsecPerOKGrab > 0:
 			row("redis "+m.Addr, "%.3fs cpu: %.2fµs per ok grab", m.CPUSec, m.CPUUsecPerOKGrab)
 		default:

@@ -93,6 +93,10 @@ type MasterStats struct {
 
 	CPUUsecPerDrop    float64 `json:"cpu_usec_per_drop,omitempty"`
 	NetCPUUsecPerDrop float64 `json:"net_cpu_usec_per_drop,omitempty"` // less the quiet window's rate
+	// Time inside commands (commandstats usec, the load tool's own INFO
+	// left out) per drop: no cron, gossip or socket writes, so not noisy
+	// where a broadcast costs far less than Redis's background.
+	CmdUsecPerDrop float64 `json:"cmd_usec_per_drop,omitempty"`
 	CPUUsecPerOKGrab  float64 `json:"cpu_usec_per_ok_grab,omitempty"`
 }
 
