@@ -96,8 +96,8 @@ type MasterStats struct {
 	// Time inside commands (commandstats usec, the load tool's own INFO
 	// left out) per drop: no cron, gossip or socket writes, so not noisy
 	// where a broadcast costs far less than Redis's background.
-	CmdUsecPerDrop float64 `json:"cmd_usec_per_drop,omitempty"`
-	CPUUsecPerOKGrab  float64 `json:"cpu_usec_per_ok_grab,omitempty"`
+	CmdUsecPerDrop   float64 `json:"cmd_usec_per_drop,omitempty"`
+	CPUUsecPerOKGrab float64 `json:"cpu_usec_per_ok_grab,omitempty"`
 }
 
 // ScaleViewers is a viewer process's report: when each of its viewers got
