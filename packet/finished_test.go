@@ -23,6 +23,9 @@ func TestFinishedCacheAnswersAsRedis(t *testing.T) {
 	cases := []struct {
 		name string
 		req  CreateRequest
+		// opensIn makes a countdown packet that opens this long after
+		// its subtest starts.
+		opensIn time.Duration
 		// expire probes once Redis time is past the packet's expiry.
 		expire bool
 	}{
@@ -31,8 +34,8 @@ func TestFinishedCacheAnswersAsRedis(t *testing.T) {
 		{name: "big", req: CreateRequest{Kind: Lucky, Total: 4000, Count: 40}},
 		{name: "password", req: CreateRequest{Kind: Lucky, Total: 500, Count: 3, Password: phrase}},
 		{name: "exclusive", req: CreateRequest{Kind: Equal, Total: 300, Count: 3, To: []string{"w0", "w1", "w2", "member"}}},
-		{name: "countdown", req: CreateRequest{Kind: Lucky, Total: 300, Count: 3, OpensAt: time.Now().Add(300 * time.Millisecond)}},
-		{name: "expired", req: CreateRequest{Kind: Equal, Total: 300, Count: 3, TTL: time.Second}, expire: true},
+		{name: "countdown", req: CreateRequest{Kind: Lucky, Total: 300, Count: 3}, opensIn: 300 * time.Millisecond},
+		{name: "expired", req: CreateRequest{Kind: Equal, Total: 300, Count: 3, TTL: 2 * time.Second}, expire: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -49,6 +52,9 @@ func TestFinishedCacheAnswersAsRedis(t *testing.T) {
 				fund(t, s, winners[i], 1)
 			}
 			tc.req.Room, tc.req.Sender = "r", User{"alice", "Alice"}
+			if tc.opensIn > 0 {
+				tc.req.OpensAt = time.Now().Add(tc.opensIn)
+			}
 			d, err := draftAddressed(t, s, tc.req)
 			if err != nil {
 				t.Fatal(err)
