@@ -51,7 +51,7 @@ OUTBOX=${OUTBOX:-1}
 META='bench:ceil:{p:1}:meta' SHARES='bench:ceil:{p:1}:shares' CLAIMS='bench:ceil:{p:1}:claims' BOX='bench:ceil:{p:1}:outbox' TO='bench:ceil:{p:1}:to'
 cli DEL "$META" "$SHARES" "$CLAIMS" "$BOX" "$TO" >/dev/null
 SHARECOUNT=$((N + N / 10))
-cli HSET "$META" status active visible_at 0 expires_at 99999999999999 count "$SHARECOUNT" room ceiling >/dev/null
+cli HSET "$META" status active visible_at 0 expires_at 99999999999999 count "$SHARECOUNT" left_count "$SHARECOUNT" room ceiling >/dev/null
 # Fill the shares list in chunks of 1000 inside Redis.
 cli EVAL "local n=tonumber(ARGV[1]) local t={} for i=1,1000 do t[i]='7:7' end for i=1,n,1000 do redis.call('RPUSH',KEYS[1],unpack(t)) end return redis.call('LLEN',KEYS[1])" 1 "$SHARES" "$SHARECOUNT" >/dev/null
 before=$(cli LLEN "$SHARES")

@@ -1,6 +1,7 @@
 package packet
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -79,6 +80,15 @@ type Config struct {
 	DisableCoalescing bool
 	// MaxBatch caps the grabs settled in one script call. Default 256.
 	MaxBatch int
+	// OnGrabs, when set, receives each grab batch's new grabs, in the
+	// batch's goroutine, after the script and before any of its grabbers is
+	// answered: one call per batch, for the room to hear. It must not block
+	// for long (the packet's next batch waits for it). Default nil.
+	OnGrabs func(ctx context.Context, b GrabBatch)
+	// FinishedClaims bounds the claims the finished-packet cache holds
+	// (finished.go), over all its packets; negative turns the cache off.
+	// Default 100 000.
+	FinishedClaims int
 	// NoShebang drops the "#!lua" first line of every script, for the
 	// embedded demo Redis, which cannot parse it. Default false.
 	NoShebang bool
@@ -89,23 +99,24 @@ type Config struct {
 // values.
 func DefaultConfig() Config {
 	return Config{
-		Prefix:        "hb",
-		Limits:        DefaultLimits(),
-		PendingGrace:  30 * time.Second,
-		SettleGrace:   10 * time.Second,
-		SweepLease:    30 * time.Second,
-		SweepBatch:    100,
-		RetainSettled: 10 * time.Minute,
-		WaitTimeout:   time.Second,
-		SettleBatch:   500,
-		SettleWorkers: 4,
-		SweepWorkers:  8,
-		HistoryLen:    100,
-		RoomHistory:   200,
-		Now:           time.Now,
-		Splitter:      NewSplitter(),
-		Logger:        slog.Default(),
-		MaxBatch:      256,
+		Prefix:         "hb",
+		Limits:         DefaultLimits(),
+		PendingGrace:   30 * time.Second,
+		SettleGrace:    10 * time.Second,
+		SweepLease:     30 * time.Second,
+		SweepBatch:     100,
+		RetainSettled:  10 * time.Minute,
+		WaitTimeout:    time.Second,
+		SettleBatch:    500,
+		SettleWorkers:  4,
+		SweepWorkers:   8,
+		HistoryLen:     100,
+		RoomHistory:    200,
+		Now:            time.Now,
+		Splitter:       NewSplitter(),
+		Logger:         slog.Default(),
+		MaxBatch:       256,
+		FinishedClaims: 100000,
 	}
 }
 
@@ -137,6 +148,9 @@ func (c Config) withDefaults() Config {
 	num(&c.HistoryLen, d.HistoryLen)
 	num(&c.RoomHistory, d.RoomHistory)
 	num(&c.MaxBatch, d.MaxBatch)
+	if c.FinishedClaims == 0 {
+		c.FinishedClaims = d.FinishedClaims
+	}
 	if c.Now == nil {
 		c.Now = d.Now
 	}

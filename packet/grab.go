@@ -41,7 +41,9 @@ type GrabResult struct {
 // settled together in one script call (unless Config.DisableCoalescing): a
 // hot packet then costs Redis a few commands per batch instead of per grab,
 // with the same outcome for every user as if each had grabbed alone, in
-// arrival order.
+// arrival order. Each batch's new grabs go to Config.OnGrabs. A grab of a
+// packet this instance knows is empty is answered without Redis, as Redis
+// would answer it (finished.go).
 func (s *Store) Grab(ctx context.Context, id string, user User) (GrabResult, error) {
 	return s.GrabWithPassword(ctx, id, user, "")
 }
@@ -56,6 +58,9 @@ func (s *Store) GrabWithPassword(ctx context.Context, id string, user User, pass
 	req, err := newGrabRequest(user, password)
 	if err != nil {
 		return GrabResult{}, unavailable("grab", err)
+	}
+	if o, ok := s.answerLocally(id, req); ok {
+		return GrabResult{}, o.err
 	}
 	if s.cfg.DisableCoalescing {
 		// Awaited, so the caller is answered at ctx's deadline: go-redis
@@ -102,31 +107,102 @@ type grabOutcome struct {
 	err error
 }
 
-// settleBatch grabs for every request in one script call, then pays the
-// winners. A user refused as already_grabbed is paid too (idempotently): the
-// claim may be from a grab whose reply was lost, and its share is owed.
+// GrabBatch is what one grab script call granted on a packet, for its room
+// to hear (Config.OnGrabs): a hot packet's room hears one event per batch,
+// not one per winner.
+type GrabBatch struct {
+	PacketID string
+	Room     string
+	// Grabs are the shares this batch granted, in grab order.
+	Grabs []Claim
+	// Remaining counts the shares left after the batch.
+	Remaining int
+	// Emptied reports that the batch took the last share. DurationMs is
+	// then the time from VisibleAt to that grab, and Luckiest the packet's
+	// largest claim (nil if it could not be read).
+	Emptied    bool
+	DurationMs int64
+	Luckiest   *Claim
+}
+
+// settleBatch settles every request: locally the ones the finished-packet
+// cache can answer, the rest in one script call, whose winners it then pays
+// and hands to Config.OnGrabs, all before anyone is answered. A user refused
+// as already_grabbed by Redis is paid too (idempotently): the claim may be
+// from a grab whose reply was lost, and its share is owed. A local answer
+// pays nothing; the sweeper pays every claim Redis holds.
 func (s *Store) settleBatch(ctx context.Context, id string, reqs []grabRequest) []grabOutcome {
+	out := make([]grabOutcome, len(reqs))
+	var ask []grabRequest
+	var at []int
+	for i, r := range reqs {
+		if o, ok := s.answerLocally(id, r); ok {
+			out[i] = o
+			continue
+		}
+		ask, at = append(ask, r), append(at, i)
+	}
+	if len(ask) == 0 {
+		return out
+	}
 	s.arm(ctx, id)
-	out, entry := s.grabBatch(ctx, id, reqs)
+	got, b := s.grabBatch(ctx, id, ask)
 	var pay []int
-	for i := range out {
+	for j, i := range at {
+		out[i] = got[j]
 		if out[i].res.Amount > 0 {
 			pay = append(pay, i)
 		}
 	}
 	if len(pay) > 0 {
 		if s.led != nil {
-			s.set.handOver(ctx, id, entry, reqs, out, pay)
+			s.set.handOver(ctx, id, b.entry, reqs, out, pay)
 		} else {
 			s.creditWinners(ctx, id, reqs, out, pay)
 		}
 	}
+	// No share left: whatever this batch was told, the packet is empty
+	// for good (finished.go).
+	var luckiest *Claim
+	if emptied := b.duration >= 0; b.left == 0 && (emptied || s.cfg.FinishedClaims > 0) {
+		luckiest = s.learn(ctx, id, emptied)
+	}
+	s.tellGrabs(ctx, id, b, reqs, out, luckiest)
 	for i := range out {
 		if out[i].err != nil {
 			out[i].res = GrabResult{} // a refusal carries no result
 		}
 	}
 	return out
+}
+
+// answerLocally answers r from the finished-packet cache, when it can.
+func (s *Store) answerLocally(id string, r grabRequest) (grabOutcome, bool) {
+	o, ok := s.done.answer(id, r, s.cfg.Now().UnixMilli())
+	if ok {
+		s.cfg.Metrics.answeredLocally(o.err)
+	}
+	return o, ok
+}
+
+// tellGrabs hands the batch's new grabs to Config.OnGrabs.
+func (s *Store) tellGrabs(ctx context.Context, id string, b batchReply, reqs []grabRequest, out []grabOutcome, luckiest *Claim) {
+	if s.cfg.OnGrabs == nil {
+		return
+	}
+	ev := GrabBatch{PacketID: id, Room: b.room, Remaining: b.left, Luckiest: luckiest}
+	for i, o := range out {
+		if o.err != nil || o.res.Amount == 0 {
+			continue
+		}
+		ev.Grabs = append(ev.Grabs, Claim{User: reqs[i].user, Amount: o.res.Amount, At: o.res.At, Seq: o.res.Seq})
+		if o.res.Emptied {
+			ev.Emptied, ev.DurationMs = true, o.res.DurationMs
+		}
+	}
+	if len(ev.Grabs) > 0 {
+		s.cfg.OnGrabs(ctx, ev)
+	}
 }
 
 // creditWinners pays winners into their Redis wallets in one round trip.
@@ -142,26 +218,25 @@ func (s *Store) creditWinners(ctx context.Context, id string, reqs []grabRequest
 }
 
 // grabBatch runs the grab script for reqs (no credit). It returns each
-// request's outcome and the outbox entry of the new claims ("" if none).
-func (s *Store) grabBatch(ctx context.Context, id string, reqs []grabRequest) ([]grabOutcome, string) {
+// request's outcome and what the batch as a whole did.
+func (s *Store) grabBatch(ctx context.Context, id string, reqs []grabRequest) ([]grabOutcome, batchReply) {
 	out := make([]grabOutcome, len(reqs))
 	res, err := s.runGrab(ctx, id, reqs)
-	if err == nil && len(res) != 4+len(reqs) {
-		err = fmt.Errorf("grab %s: reply has %d items for %d grabs", id, len(res), len(reqs))
+	var b batchReply
+	var items []any
+	if err == nil {
+		b, items, err = parseBatchReply(id, res, len(reqs))
 	}
 	if err != nil {
 		for i := range out {
 			out[i].err = unavailable("grab", err)
 		}
-		return out, ""
+		return out, batchReply{duration: -1, left: -1}
 	}
-	room, _ := res[0].(string)
-	at, dur := asInt(res[1]), asInt(res[2])
-	entry, _ := res[3].(string)
 	for i := range reqs {
-		out[i].res, out[i].err = parseGrab(id, room, at, dur, res[4+i])
+		out[i].res, out[i].err = parseGrab(id, b, items[i])
 	}
-	return out, entry
+	return out, b
 }
 
 // runGrab calls the grab script, followed on the same connection by WAIT

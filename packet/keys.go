@@ -10,15 +10,15 @@ import (
 //
 //	<prefix>:{p:<id>}:meta      hash   packet description, status, left_count, left_amount
 //	<prefix>:{p:<id>}:shares    list   shares not yet grabbed, "amount:left_after" (after expiry: what was refunded)
-//	<prefix>:{p:<id>}:claims    hash   user id -> "seq|amount|at_ms|token|name"
-//	<prefix>:{p:<id>}:outbox    stream claims not yet committed to the ledger (ledger mode)
+//	<prefix>:{p:<id>}:claims    hash   user id -> "seq|amount|at_ms|token|name" (and "" -> not a claim, see create.lua)
+//	<prefix>:{p:<id>}:outbox    stream grab batches not yet committed to the ledger, "/first", "/last" positions (ledger mode)
 //	<prefix>:{p:<id>}:to        set    the user ids an exclusive packet is for
 //	<prefix>:{u:<id>}:wallet    hash   balance, funded, sent_*, recv_*, refund_total (Redis-only mode)
 //	<prefix>:{u:<id>}:ledger    hash   idempotency records: f:<ref>, d:<packet>, c:<packet>, r:<packet> (Redis-only mode)
 //	<prefix>:{u:<id>}:history   list   latest claims, newest first, JSON (Redis-only mode)
 //	<prefix>:{u:<id>}:sent      zset   "<created_at, 16 digits>:<packet id>", score 0: packets sent (Redis-only mode)
 //	<prefix>:{u:<id>}:years     hash   "<year>:sent_total" etc: per-year totals (Redis-only mode)
-//	<prefix>:{u:<id>}:pending   hash   packet id -> "amount|at|room", claims not yet committed (ledger mode, with a TTL)
+//	<prefix>:{u:<id>}:pending   hash   packet id -> "amount|at|room", claims whose commit is delayed (ledger mode, with a TTL)
 //	<prefix>:{u:<id>}:idem:<k>  string an Idempotency-Key's request hash and response (Redis-only mode, 24 h)
 //	<prefix>:{u:<id>}:name      string the user's latest display name (30 days)
 //	<prefix>:{r:<room>}:packets zset   packet id -> created_at ms (Redis-only mode)

@@ -1,6 +1,7 @@
 package packet
 
 import (
+	"errors"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -11,6 +12,7 @@ type Metrics struct {
 	settleLag   prometheus.Histogram
 	differences *prometheus.CounterVec
 	reconcile   *prometheus.GaugeVec
+	local       *prometheus.CounterVec
 }
 
 // NewMetrics registers the store's series on reg.
@@ -30,8 +32,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "hongbao_reconcile_last_differences",
 			Help: "Differences the last reconciliation run found: packet (Redis against the ledger) or journal.",
 		}, []string{"source"}),
+		local: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hongbao_grab_local_answers_total",
+			Help: "Grabs of a packet known to be empty answered by this instance without Redis, by result.",
+		}, []string{"result"}),
 	}
-	reg.MustRegister(m.settleLag, m.differences, m.reconcile)
+	reg.MustRegister(m.settleLag, m.differences, m.reconcile, m.local)
 	return m
 }
 
@@ -52,4 +58,17 @@ func (m *Metrics) reconciled(packets, journal int) {
 		m.reconcile.WithLabelValues("packet").Set(float64(packets))  // a count, not money
 		m.reconcile.WithLabelValues("journal").Set(float64(journal)) // a count, not money
 	}
+}
+
+// answeredLocally counts a grab the finished-packet cache answered with err.
+func (m *Metrics) answeredLocally(err error) {
+	if m == nil {
+		return
+	}
+	code := "error"
+	var e *Error
+	if errors.As(err, &e) {
+		code = e.Code
+	}
+	m.local.WithLabelValues(code).Inc()
 }

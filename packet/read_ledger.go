@@ -108,15 +108,24 @@ func (s *Store) ledgerWallet(ctx context.Context, userID string) (Wallet, error)
 	return w, nil
 }
 
-// uncommitted reads user's pending markers in Redis, then the committed
-// wallet and which of those claims it holds, in one ledger snapshot. A
-// marker is written before its grab is answered and removed only after its
-// claim commits, so every claim the user was told about is counted once:
-// in the balance, or among the pending claims returned (newest first).
+// uncommitted reads the claims of user on their way to the ledger, then
+// the committed wallet and which of those claims it holds, in one ledger
+// snapshot. The claims on their way are this instance's in flight, then
+// the pending markers in Redis, read in that order: a claim leaves the
+// in-flight set only once it is committed or its marker is written, so
+// every claim this instance handed over, and every claim whose commit was
+// delayed, is counted once: in the balance, or among the pending claims
+// returned (newest first). A claim another instance holds in flight shows
+// once that instance commits it (normally within milliseconds); should
+// that instance die first, once the sweeper does.
 func (s *Store) uncommitted(ctx context.Context, userID string) (ledger.Wallet, []UserClaim, error) {
-	pending, err := s.pendingClaims(ctx, userID)
+	pending := s.set.flight.of(userID)
+	marked, err := s.pendingClaims(ctx, userID)
 	if err != nil {
 		return ledger.Wallet{}, nil, unavailable("wallet", err)
+	}
+	for id, c := range marked {
+		pending[id] = c
 	}
 	ids := make([]string, 0, len(pending))
 	for id := range pending {

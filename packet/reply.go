@@ -17,11 +17,37 @@ var grabRefusals = map[string]*Error{
 	"not_for_you": ErrNotForYou, "wrong_password": ErrWrongPassword,
 }
 
-// parseGrab reads one user's item of the grab script's reply:
-// "amount|remaining|seq", "already_grabbed|<claim>" or a refusal code. For
-// already_grabbed with a claim, the result describes that claim so that it
-// can be paid.
-func parseGrab(id, room string, at, duration int64, item any) (GrabResult, error) {
+// batchReply is the head of the grab script's reply: what the batch as a
+// whole did.
+type batchReply struct {
+	room string
+	// at is the Redis time of the batch, Unix ms.
+	at int64
+	// duration is the time from VisibleAt to the last share, when this
+	// batch took it; -1 otherwise.
+	duration int64
+	// entry is the outbox entry of the batch's new claims, "" if none.
+	entry string
+	// count is the packet's shares, left those left after the batch.
+	count, left int
+}
+
+// parseBatchReply reads the grab script's reply for n grabs: its head, and
+// one item per grab.
+func parseBatchReply(id string, res []any, n int) (batchReply, []any, error) {
+	if len(res) != 6+n {
+		return batchReply{}, nil, fmt.Errorf("grab %s: reply has %d items for %d grabs", id, len(res), n)
+	}
+	b := batchReply{at: asInt(res[1]), duration: asInt(res[2]), count: int(asInt(res[4])), left: int(asInt(res[5]))}
+	b.room, _ = res[0].(string)
+	b.entry, _ = res[3].(string)
+	return b, res[6:], nil
+}
+
+// parseGrab reads one user's item of the grab script's reply: "amount|seq",
+// "already_grabbed|<claim>" or a refusal code. For already_grabbed with a
+// claim, the result describes that claim so that it can be paid.
+func parseGrab(id string, b batchReply, item any) (GrabResult, error) {
 	v, _ := item.(string)
 	if e, ok := grabRefusals[v]; ok {
 		return GrabResult{}, e
@@ -31,21 +57,17 @@ func parseGrab(id, room string, at, duration int64, item any) (GrabResult, error
 		if err != nil {
 			return GrabResult{}, fmt.Errorf("grab %s: %w", id, err)
 		}
-		return GrabResult{PacketID: id, Room: room, Amount: c.Amount, Seq: c.Seq, At: c.At}, ErrAlreadyGrabbed
+		return GrabResult{PacketID: id, Room: b.room, Amount: c.Amount, Seq: c.Seq, At: c.At}, ErrAlreadyGrabbed
 	}
-	parts := strings.Split(v, "|")
-	if len(parts) != 3 {
+	a, sq, ok := strings.Cut(v, "|")
+	amount, err1 := strconv.ParseInt(a, 10, 64)
+	seq, err2 := strconv.Atoi(sq)
+	if !ok || err1 != nil || err2 != nil {
 		return GrabResult{}, fmt.Errorf("grab %s: unexpected reply %q", id, v)
 	}
-	amount, err := strconv.ParseInt(parts[0], 10, 64)
-	if err != nil {
-		return GrabResult{}, fmt.Errorf("grab %s: bad amount %q", id, parts[0])
-	}
-	g := GrabResult{PacketID: id, Room: room, Amount: amount, At: at}
-	g.Remaining, _ = strconv.Atoi(parts[1])
-	g.Seq, _ = strconv.Atoi(parts[2])
-	if g.Remaining == 0 && duration >= 0 {
-		g.Emptied, g.DurationMs = true, duration
+	g := GrabResult{PacketID: id, Room: b.room, Amount: amount, At: b.at, Seq: seq, Remaining: b.count - seq}
+	if g.Remaining == 0 && b.duration >= 0 {
+		g.Emptied, g.DurationMs = true, b.duration
 	}
 	return g, nil
 }
@@ -65,10 +87,15 @@ func parseClaim(user, v string) (Claim, error) {
 	return Claim{User: User{ID: user, Name: parts[4]}, Amount: amount, At: at, Seq: seq}, nil
 }
 
-// parseClaims decodes a claims hash (user id -> claim) into grab order.
+// parseClaims decodes a claims hash (user id -> claim) into grab order. It
+// skips the field named "" that keeps a big packet's hash a hash table
+// (create.lua): no user id is empty.
 func parseClaims(raw map[string]string) ([]Claim, error) {
 	claims := make([]Claim, 0, len(raw))
 	for user, v := range raw {
+		if user == "" {
+			continue
+		}
 		c, err := parseClaim(user, v)
 		if err != nil {
 			return nil, err

@@ -25,8 +25,10 @@ type Store struct {
 	k   keys
 	lua scripts
 	hot *coalescer
-	led *ledger.Ledger // nil in Redis-only mode
-	set *settler       // nil in Redis-only mode
+	// done answers grabs of packets known to be empty (finished.go).
+	done *finishedCache
+	led  *ledger.Ledger // nil in Redis-only mode
+	set  *settler       // nil in Redis-only mode
 
 	// armed remembers, per packet, until when the sweeper is already due to
 	// look at it, so that a hot packet schedules one visit per SettleGrace
@@ -45,6 +47,7 @@ func NewStore(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 	s := &Store{rdb: rdb, cfg: cfg, k: keys{cfg.Prefix}, lua: loadScripts(!cfg.NoShebang),
 		led: cfg.Ledger, armed: map[string]int64{}}
 	s.hot = newCoalescer(s)
+	s.done = newFinishedCache(cfg.FinishedClaims)
 	if s.led != nil {
 		s.set = newSettler(s)
 	}
@@ -106,10 +109,15 @@ func (s *Store) Fund(ctx context.Context, userID string, amount int64, ref strin
 }
 
 // UserKnown reports whether user has ever held a wallet. In ledger mode a
-// user whose first claim is not committed yet is known too, by its pending
-// claims in Redis. Those are read first: the settler commits a claim before
-// it drops the pending entry, so a user cannot slip between the two reads.
+// user whose first claim is not committed yet is known too: by this
+// instance's claims in flight, or by a pending marker in Redis. Those are
+// read first, in that order: a claim leaves the in-flight set only once it
+// is committed or marked, and a marker goes only once its claim is
+// committed, so a user cannot slip between the reads.
 func (s *Store) UserKnown(ctx context.Context, userID string) (bool, error) {
+	if s.led != nil && len(s.set.flight.of(userID)) > 0 {
+		return true, nil
+	}
 	key := s.k.wallet(userID)
 	if s.led != nil {
 		key = s.k.pending(userID)

@@ -145,6 +145,9 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 		}
 		return nil, err
 	}
+	// The app tells rooms about grab batches; it is made after the store,
+	// and before any grab can be served.
+	var app *web.App
 	store, err := packet.NewStore(rdb, packet.Config{
 		Prefix:            cfg.KeyPrefix,
 		Limits:            packet.Limits{MaxCount: cfg.MaxCount, MaxShare: cfg.MaxShare, DefaultTTL: cfg.PacketTTL},
@@ -157,6 +160,7 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 		RetainSettled:     cfg.RetainSettled,
 		WaitReplicas:      cfg.WaitReplicas,
 		NoShebang:         mini != nil,
+		OnGrabs:           func(ctx context.Context, b packet.GrabBatch) { app.OnGrabs(ctx, b) },
 	})
 	if err != nil {
 		if led != nil {
@@ -199,7 +203,7 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 	if balance == 0 {
 		balance = -1 // web's "none"; its zero means "the default"
 	}
-	app := web.New(web.Config{
+	app = web.New(web.Config{
 		Secret:          secret,
 		TrustedProxies:  proxies,
 		AdminToken:      cfg.AdminToken,

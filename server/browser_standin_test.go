@@ -447,8 +447,8 @@ func (s *standIn) grab(u *standInUser, id string, password *string) (map[string]
 	p.shares = p.shares[1:]
 	p.claims = append(p.claims, standInClaim{UserID: u.ID, Amount: amount, At: g.At})
 	u.balance += amount
-	s.broadcast(p.Room, map[string]any{"type": "grabbed", "packet_id": p.ID, "user": s.userJSON(u.ID),
-		"amount": amount, "remaining": len(p.shares)})
+	s.broadcast(p.Room, map[string]any{"type": "grabbed", "packet_id": p.ID, "remaining": len(p.shares),
+		"grabs": []map[string]any{{"user": s.userJSON(u.ID), "amount": amount}}})
 	if len(p.shares) == 0 {
 		p.Status = "empty"
 		s.publish(p.Room, map[string]any{"type": "finished", "packet_id": p.ID, "reason": "empty",

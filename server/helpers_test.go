@@ -256,6 +256,7 @@ type frame struct {
 	Remaining int             `json:"remaining"`
 	Reason    string          `json:"reason"`
 	User      packet.User     `json:"user"`
+	Grabs     []grab          `json:"grabs"`
 	Text      string          `json:"text"`
 	Online    int             `json:"online"`
 	ErrorObj  json.RawMessage `json:"error"`
@@ -263,6 +264,12 @@ type frame struct {
 	Rain      json.RawMessage `json:"rain"`
 	Raw       []byte          `json:"-"`
 	at        time.Time       // when the client read it
+}
+
+// grab is one grab of a grabbed frame's batch.
+type grab struct {
+	User   packet.User `json:"user"`
+	Amount int64       `json:"amount"`
 }
 
 func (f frame) code() string {

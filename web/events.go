@@ -25,12 +25,19 @@ type packetState struct {
 	GrabbedByMe *int64 `json:"grabbed_by_me,omitempty"`
 }
 
+// grabbedEvent is one grab batch of a packet: every share it granted, in
+// grab order, and what is left after it. packet_id and remaining come
+// first, for the progress throttle.
 type grabbedEvent struct {
-	Type      string      `json:"type"`
-	PacketID  string      `json:"packet_id"`
-	User      packet.User `json:"user"`
-	Amount    int64       `json:"amount"`
-	Remaining int         `json:"remaining"`
+	Type      string     `json:"type"`
+	PacketID  string     `json:"packet_id"`
+	Remaining int        `json:"remaining"`
+	Grabs     []grabJSON `json:"grabs"`
+}
+
+type grabJSON struct {
+	User   packet.User `json:"user"`
+	Amount int64       `json:"amount"`
 }
 
 type luckiest struct {

@@ -8,10 +8,10 @@ import (
 	"github.com/hongbao-dev/hongbao/packet"
 )
 
-// grab settles one grab (with the phrase of a password packet, or ""), whether it came over REST or WebSocket, and tells
-// the room: a grabbed event, and a finished event when it took the last share.
-// The grab runs to completion even if the caller goes away, so a client that
-// disconnects mid-grab still gets its money.
+// grab settles one grab (with the phrase of a password packet, or ""), whether it came over REST or WebSocket.
+// The room hears of it from OnGrabs, once per grab batch. The grab runs to
+// completion even if the caller goes away, so a client that disconnects
+// mid-grab still gets its money.
 func (a *App) grab(ctx context.Context, u packet.User, packetID, password string) (packet.GrabResult, error) {
 	start := time.Now()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.cfg.GrabTimeout)
@@ -24,16 +24,22 @@ func (a *App) grab(ctx context.Context, u packet.User, packetID, password string
 		}
 	}
 	a.metrics.grab(result, start)
-	if err != nil {
-		return g, err
+	return g, err
+}
+
+// OnGrabs tells a packet's room about one grab batch: one grabbed event
+// naming every grab of the batch, and a finished event when the batch took
+// the last share. Pass it as packet.Config.OnGrabs. The store calls it
+// before the batch's grabbers are answered, so a grabber's own grabbed
+// event is published before its result.
+func (a *App) OnGrabs(ctx context.Context, b packet.GrabBatch) {
+	ev := grabbedEvent{Type: "grabbed", PacketID: b.PacketID, Remaining: b.Remaining, Grabs: make([]grabJSON, len(b.Grabs))}
+	for i, g := range b.Grabs {
+		ev.Grabs[i] = grabJSON{User: g.User, Amount: g.Amount}
 	}
-	a.publish(ctx, g.Room, grabbedEvent{Type: "grabbed", PacketID: g.PacketID, User: u, Amount: g.Amount, Remaining: g.Remaining})
-	if g.Emptied {
-		ev := finishedEvent{Type: "finished", PacketID: g.PacketID, Reason: "empty", DurationMs: &g.DurationMs}
-		if d, err := a.store.Detail(ctx, g.PacketID); err == nil {
-			ev.Luckiest = luckiestOf(d.Luckiest)
-		}
-		a.publish(ctx, g.Room, ev)
+	a.publish(ctx, b.Room, ev)
+	if b.Emptied {
+		dur := b.DurationMs
+		a.publish(ctx, b.Room, finishedEvent{Type: "finished", PacketID: b.PacketID, Reason: "empty", DurationMs: &dur, Luckiest: luckiestOf(b.Luckiest)})
 	}
-	return g, nil
 }

@@ -78,7 +78,9 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	srv, rdb := redistest.Start(t, o.redis)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	reg := prometheus.NewRegistry()
-	store, err := packet.NewStore(rdb, packet.Config{Prefix: "hb", Logger: log, Metrics: packet.NewMetrics(reg), DisableCoalescing: o.direct})
+	var app *App
+	store, err := packet.NewStore(rdb, packet.Config{Prefix: "hb", Logger: log, Metrics: packet.NewMetrics(reg), DisableCoalescing: o.direct,
+		OnGrabs: func(ctx context.Context, b packet.GrabBatch) { app.OnGrabs(ctx, b) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +97,7 @@ func newStack(t testing.TB, o stackOptions) *stack {
 	if o.counters {
 		wc.Counters = rdb
 	}
-	app := New(wc, store, h)
+	app = New(wc, store, h)
 	s := &stack{redis: srv, rdb: rdb, store: store, hub: h, app: app, reg: reg}
 
 	ctx, cancel := context.WithCancel(context.Background())

@@ -15,6 +15,12 @@
 -- ARGV[18] opens_at ('0' unless a countdown packet)
 -- ARGV[19 .. 18+2n] user_id, claim pairs; the rest: shares as 'amount:left'
 -- (the share, then what is left once it is taken), in grab order.
+-- A packet of 32 shares or more gets a claims field named '' (no user id is
+-- empty) whose value is longer than Redis's hash-max-listpack-value (64 by
+-- default): Redis then keeps the claims hash as a hash table for good. A
+-- smaller hash is a flat listpack that every lookup scans, and a grab batch
+-- looks up each of its grabbers: on a packet of hundreds of claims that scan
+-- is most of what a batch costs. Readers of the claims hash skip that field.
 -- Returns 'created', or the existing status.
 local status = redis.call('HGET', KEYS[1], 'status')
 if status then
@@ -47,6 +53,9 @@ if ARGV[16] ~= '' then
 end
 if ARGV[18] ~= '0' then
   redis.call('HSET', KEYS[1], 'opens_at', ARGV[18])
+end
+if tonumber(ARGV[7]) >= 32 then
+  redis.call('HSET', KEYS[3], '', 'not a claim: a value this long keeps the claims hash a hash table (see create.lua)')
 end
 if n > 0 then
   push('HSET', KEYS[3], ARGV, 19, first - 1, 1000)

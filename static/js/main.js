@@ -14,6 +14,7 @@ import {
   clearPackets, relabelPackets, isRainPacket, renderRecipients,
 } from './packets.js';
 import { matchPassword } from './kinds.js';
+import { amountOf } from './grabbed.js';
 import { initMy, reloadMy, isMyOpen, relabelMy } from './my.js';
 import {
   initRain, initRainDialog, startRain, adoptRainPacket, rainGrabbed, rainProgress, markRainsIncomplete,
@@ -265,7 +266,7 @@ function onMessage(msg) {
     case 'grabbed':
       rainGrabbed(msg);
       applyGrabbed(msg);
-      if (isMe(msg.user)) refreshMe(900); // e.g. grabbed from another tab
+      if (amountOf(msg, state.user?.id) !== null) refreshMe(900); // e.g. grabbed from another tab
       break;
     case 'progress':
       rainProgress(msg);

@@ -6,6 +6,7 @@ import { t, errorMessage, formatTime, formatDuration, getLang } from './i18n.js'
 import { formatFen, validatePacketForm, parseYuan, parseCount, charCount, MAX_GREETING_CHARS, DEFAULT_GREETING, MAX_PASSWORD_CHARS, MAX_RECIPIENTS } from './money.js';
 import { msUntil, isOpenAt, formatCountdown, isForUser, recipientNames } from './kinds.js';
 import { state, serverNow, isMe } from './state.js';
+import { newGrabs, amountOf } from './grabbed.js';
 import { insertItem, messageRow, addSystem } from './chat.js';
 import { openDialog, closeDialog } from './dialog.js';
 
@@ -243,19 +244,20 @@ function setRemaining(vm, remaining, amountTaken) {
   if (vm.remaining_count === 0 && vm.status === 'active') vm.status = 'empty';
 }
 
-/** grabbed {packet_id, user, amount, remaining} */
+/** grabbed {packet_id, remaining, grabs: [{user, amount}]}: one grab batch (grabbed.js). */
 export function applyGrabbed(ev) {
   const vm = state.packets.get(ev.packet_id);
   if (!vm) return null;
-  const seen = (vm.seenClaims ??= new Set());
-  const key = ev.user?.id ?? '';
-  if (key && seen.has(key)) return vm;
-  if (key) seen.add(key);
-  setRemaining(vm, ev.remaining, ev.amount);
-  if (isMe(ev.user) && Number.isInteger(ev.amount)) vm.grabbed_by_me = ev.amount;
+  const fresh = newGrabs(ev, (vm.seenClaims ??= new Set()));
+  const mine = amountOf(ev, state.user?.id);
+  if (mine !== null) vm.grabbed_by_me = mine; // e.g. grabbed from another tab
+  if (fresh.length === 0 && mine === null) return vm;
+  setRemaining(vm, ev.remaining, fresh.reduce((sum, g) => sum + g.amount, 0));
   renderCard(vm, { bump: true });
-  if (!isRainPacket(vm) && isMe(vm.sender) && !isMe(ev.user) && ev.user?.name && (vm.count ?? 0) <= 50) {
-    addSystem('sys.grabbedYours', { name: ev.user.name }, serverNow(), { kind: 'grabbed' });
+  if (!isRainPacket(vm) && isMe(vm.sender) && (vm.count ?? 0) <= 50) {
+    for (const g of fresh) {
+      if (!isMe(g.user) && g.user.name) addSystem('sys.grabbedYours', { name: g.user.name }, serverNow(), { kind: 'grabbed' });
+    }
   }
   refreshOverlayIfShowing(vm.id);
   return vm;

@@ -9,6 +9,7 @@ import { t, errorMessage } from './i18n.js';
 import { formatFen, parseYuan, parseCount, parsePositiveInt, validatePacket, charCount, MAX_GREETING_CHARS } from './money.js';
 import { state, serverNow, toLocal, isMe } from './state.js';
 import { insertItem } from './chat.js';
+import { grabsOf } from './grabbed.js';
 import { openDialog, closeDialog } from './dialog.js';
 
 const FALL_MIN_MS = 3400;
@@ -403,11 +404,11 @@ function recordClaim(rain, packetId, user, amount) {
   }
 }
 
-/** A `grabbed` event. Returns true when it belonged to a rain. */
+/** A `grabbed` event (one grab batch). Returns true when it belonged to a rain. */
 export function rainGrabbed(ev) {
   const rain = state.rains.get(state.rainOfPacket.get(ev.packet_id));
   if (!rain) return false;
-  recordClaim(rain, ev.packet_id, ev.user, ev.amount);
+  for (const g of grabsOf(ev)) recordClaim(rain, ev.packet_id, g.user, g.amount);
   return true;
 }
 
