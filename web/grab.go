@@ -29,11 +29,11 @@ func (a *App) grab(ctx context.Context, u packet.User, packetID, password string
 	}
 	a.publish(ctx, g.Room, grabbedEvent{Type: "grabbed", PacketID: g.PacketID, User: u, Amount: g.Amount, Remaining: g.Remaining})
 	if g.Emptied {
-		ev := finishedEvent{Type: "finished", PacketID: g.PacketID, Reason: "empty", DurationMs: &g.DurationMs}
+		var l *luckiest
 		if d, err := a.store.Detail(ctx, g.PacketID); err == nil {
-			ev.Luckiest = luckiestOf(d.Luckiest)
+			l = luckiestOf(d.Luckiest)
 		}
-		a.publish(ctx, g.Room, ev)
+		a.publish(ctx, g.Room, emptiedEvent(g, l))
 	}
 	return g, nil
 }

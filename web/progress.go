@@ -17,9 +17,10 @@ import (
 //
 // Per packet it sends a progress frame on the first grab (leading edge), then
 // at most one per progressWindow carrying the latest remaining count
-// (trailing edge). A "finished" frame for the packet first flushes the latest
-// pending count and then ends the packet's tracking, so viewers see the final
-// remaining count and nothing stale can follow "finished".
+// (trailing edge). A "finished" frame for the packet replaces the progress
+// frame still pending, if any: it carries the final remaining count itself
+// (docs/protocol.md), so the pending one is dropped and the packet's
+// tracking ends; nothing stale can follow "finished".
 //
 // A room too small for that still switches a packet to progress frames when
 // its grabbed frames come faster than burstLimit per progressWindow: a race
@@ -186,13 +187,10 @@ func (q *progressThrottle) finished(id json.RawMessage) {
 	if p == nil {
 		return
 	}
+	// Under mu, so a trailing edge that is already due finds the packet
+	// gone and sends nothing.
 	p.timer.Stop()
 	delete(q.packets, key)
-	if p.pending {
-		// Sent before absorb returns, hence before the caller delivers
-		// "finished".
-		q.send(p.progress())
-	}
 }
 
 func (p *progressState) progress() []byte {

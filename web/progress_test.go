@@ -50,8 +50,8 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // In a room at the size threshold every grabbed frame becomes progress; a
-// smaller room gets them one by one; "finished" flushes the latest count
-// and nothing stale follows it.
+// smaller room gets them one by one; "finished" (which carries the final
+// count) replaces the pending progress, and nothing stale follows it.
 func TestProgressBySize(t *testing.T) {
 	const grabs = 50
 	q, rec := newProgress(3)
@@ -60,15 +60,21 @@ func TestProgressBySize(t *testing.T) {
 			t.Fatalf("grab %d passed through in a room at the threshold", i)
 		}
 	}
-	if q.Take([]byte(`{"type":"finished","packet_id":"p1"}`), 3) {
+	if q.Take([]byte(`{"type":"finished","packet_id":"p1","remaining":0}`), 3) {
 		t.Fatal("finished was taken")
 	}
+	// The grabs came within one window: only the leading edge went out.
 	f, n := rec.last()
-	if f != `{"type":"progress","packet_id":"p1","remaining":0}` || n > 3 {
+	if f != `{"type":"progress","packet_id":"p1","remaining":49}` || n != 1 {
 		t.Fatalf("%d progress frames, last %s", n, f)
 	}
 	if q.tracking() {
 		t.Fatal("a finished packet is still tracked")
+	}
+	// The pending count is dropped for good: no trailing edge follows.
+	time.Sleep(2 * progressWindow)
+	if _, n := rec.last(); n != 1 {
+		t.Fatalf("%d progress frames after finished", n)
 	}
 	for i := range 10 {
 		if q.Take(grabbedFrame(`"p2"`, 9-i), 2) {
@@ -109,7 +115,7 @@ func TestProgressTrailingEdge(t *testing.T) {
 
 // A burst of grabbed frames in a room too small for progress switches to
 // progress frames after burstLimit, so a big race does not evict viewers as
-// slow consumers; the last remaining count still arrives before finished.
+// slow consumers; finished then replaces the pending count.
 func TestProgressBurstInSmallRoom(t *testing.T) {
 	q, rec := newProgress(-1)
 	const grabs = 500
@@ -122,8 +128,8 @@ func TestProgressBurstInSmallRoom(t *testing.T) {
 	if passed != burstLimit {
 		t.Fatalf("%d grabbed frames passed one by one, want the first %d", passed, burstLimit)
 	}
-	q.Take([]byte(`{"type":"finished","packet_id":"p"}`), 10)
-	if f, n := rec.last(); n == 0 || n > 3 || f != `{"type":"progress","packet_id":"p","remaining":0}` {
+	q.Take([]byte(`{"type":"finished","packet_id":"p","remaining":0}`), 10)
+	if f, n := rec.last(); n != 1 || f != `{"type":"progress","packet_id":"p","remaining":435}` {
 		t.Fatalf("%d progress frames, last %s", n, f)
 	}
 	// A small race stays one frame per grab.
