@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -560,11 +561,24 @@ func (c *Client) readLoop(handler Handler) {
 	cfg := &c.hub.cfg
 	conn := c.conn
 	conn.SetReadLimit(cfg.ReadLimit)
-	// Any frame from the peer, not only a pong, proves it is alive.
+	// Any frame from the peer, not only a pong, proves it is alive. The
+	// read deadline moves at most every eighth of alive, to an eighth past
+	// it, so that a busy connection does not re-arm the socket's timer for
+	// every frame: a silent peer is dropped between alive and alive·9/8
+	// after its last frame.
 	alive := cfg.PingInterval + cfg.PongTimeout
-	_ = conn.SetReadDeadline(time.Now().Add(alive))
+	slack := alive / 8
+	var armed time.Time
+	extend := func() {
+		if now := time.Now(); now.Sub(armed) >= slack {
+			armed = now
+			_ = conn.SetReadDeadline(now.Add(alive + slack))
+		}
+	}
+	extend()
 	conn.SetPongHandler(func(string) error {
-		return conn.SetReadDeadline(time.Now().Add(alive))
+		extend()
+		return nil
 	})
 	// The application's ping handler (set before Serve) writes its pong
 	// through gorilla, with a deadline: under wmu, so that it never runs
@@ -584,7 +598,11 @@ func (c *Client) readLoop(handler Handler) {
 		return nil
 	})
 	for {
-		mt, msg, err := conn.ReadMessage()
+		mt, r, err := conn.NextReader()
+		var buf *[]byte
+		if err == nil {
+			buf, err = c.hub.readMessage(r)
+		}
 		if err != nil {
 			c.logReadError(err)
 			if errors.Is(err, websocket.ErrReadLimit) {
@@ -592,23 +610,63 @@ func (c *Client) readLoop(handler Handler) {
 			}
 			return
 		}
-		_ = conn.SetReadDeadline(time.Now().Add(alive))
-		if c.isClosing() {
-			// Draining until the peer answers our close frame.
-			continue
+		extend()
+		c.handle(handler, mt, *buf)
+		c.hub.putReadBuf(buf)
+	}
+}
+
+// handle gives one message the peer sent to handler.
+func (c *Client) handle(handler Handler, mt int, msg []byte) {
+	if c.isClosing() {
+		// Draining until the peer answers our close frame.
+		return
+	}
+	if mt != websocket.TextMessage {
+		c.Close(websocket.CloseUnsupportedData, "text frames only")
+		return
+	}
+	c.hub.m.in()
+	if !c.hub.beginHandling() {
+		// The hub is draining: a frame it takes now could not be
+		// answered before the close, so it is not taken at all.
+		return
+	}
+	c.hub.safely(c, "HandleMessage", func() { handler.HandleMessage(c.ctx, c, msg) })
+	c.hub.endHandling()
+}
+
+// readMessage reads the rest of a message into a buffer borrowed from the
+// hub, which the caller puts back once it has handled it: an idle
+// connection holds no read buffer of its own, and a busy one allocates
+// none per message. The read limit bounds it.
+func (h *Hub) readMessage(r io.Reader) (*[]byte, error) {
+	bp := h.readBufs.Get().(*[]byte)
+	b := (*bp)[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
 		}
-		if mt != websocket.TextMessage {
-			c.Close(websocket.CloseUnsupportedData, "text frames only")
-			continue
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			*bp = b
+			return bp, nil
 		}
-		c.hub.m.in()
-		if !c.hub.beginHandling() {
-			// The hub is draining: a frame it takes now could not be
-			// answered before the close, so it is not taken at all.
-			continue
+		if err != nil {
+			*bp = b
+			h.putReadBuf(bp)
+			return nil, err
 		}
-		c.hub.safely(c, "HandleMessage", func() { handler.HandleMessage(c.ctx, c, msg) })
-		c.hub.endHandling()
+	}
+}
+
+// putReadBuf returns a read buffer to the pool, unless a large read limit
+// let it grow too big to keep.
+func (h *Hub) putReadBuf(bp *[]byte) {
+	if cap(*bp) <= 64<<10 {
+		*bp = (*bp)[:0]
+		h.readBufs.Put(bp)
 	}
 }
 

@@ -29,7 +29,8 @@ type Handler interface {
 	// (so frames published from now on reach it); it may c.Send a welcome.
 	OnOpen(ctx context.Context, c *Client)
 	// HandleMessage runs on the client's read goroutine, one text frame at a
-	// time; while it runs, no further frames are read from this client.
+	// time; while it runs, no further frames are read from this client. msg
+	// is valid until it returns: its buffer is reused for another frame.
 	HandleMessage(ctx context.Context, c *Client, msg []byte)
 	// OnClose runs once, after the client has left its room and its writer
 	// has stopped.
@@ -71,8 +72,10 @@ type Hub struct {
 	// memberSlices recycles broadcastLocal's member snapshots, which for a
 	// big room are too large to allocate per frame.
 	memberSlices sync.Pool
-	// batches recycles the writers' scratch (client.go).
-	batches sync.Pool
+	// batches recycles the writers' scratch and readBufs the read loops'
+	// message buffers (client.go).
+	batches  sync.Pool
+	readBufs sync.Pool
 
 	// mu orders Serve's registration against Shutdown: once closed is set
 	// no Serve adds to serving, which makes serving.Wait legal.
@@ -112,6 +115,7 @@ func New(cfg Config, broker Broker, logger *slog.Logger, m *Metrics) *Hub {
 	h.pubq.hub = h
 	h.memberSlices.New = func() any { return new([]*Client) }
 	h.batches.New = func() any { return new(batch) }
+	h.readBufs.New = func() any { b := make([]byte, 0, 512); return &b }
 	for i := range h.shards {
 		h.shards[i] = &shard{rooms: make(map[string]*room)}
 	}
