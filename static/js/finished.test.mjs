@@ -1,6 +1,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { applyProgress, applyFinished, applyOwnGrab } from './packets.js';
+import { rainGrabbed, rainFinished } from './rain.js';
 import { state } from './state.js';
 
 // A packet of 10 shares as the `packet` event leaves it (no card: these
@@ -53,4 +54,45 @@ test("the grabber's own card takes remaining from its result", () => {
 
 test('finished for an unknown packet is ignored', () => {
   assert.equal(applyFinished({ type: 'finished', packet_id: 'nope', reason: 'empty', remaining: 0 }), null);
+});
+
+// A rain as startRain leaves it, without its card (the fields the claim
+// bookkeeping uses).
+function rain(id, packetIds, countPerPacket) {
+  const r = {
+    id, count_per_packet: countPerPacket, packetIds: new Set(packetIds), caught: new Map(),
+    claimKeys: new Set(), claimsPer: new Map(), board: new Map(), needsDetails: false, ended: false,
+  };
+  state.rains.set(id, r);
+  for (const p of packetIds) state.rainOfPacket.set(p, id);
+  return r;
+}
+
+test('a rain packet finished with claims the page never saw makes the summary ask the server', () => {
+  // Every grab seen as grabbed: nothing to ask.
+  const seen = rain('rain-seen', ['rs1'], 2);
+  rainGrabbed({ type: 'grabbed', packet_id: 'rs1', user: { id: 'a', name: 'A' }, amount: 10, remaining: 1 });
+  rainGrabbed({ type: 'grabbed', packet_id: 'rs1', user: { id: 'b', name: 'B' }, amount: 20, remaining: 0 });
+  rainGrabbed({ type: 'grabbed', packet_id: 'rs1', user: { id: 'b', name: 'B' }, amount: 20, remaining: 0 }); // a repeat counts once
+  rainFinished({ type: 'finished', packet_id: 'rs1', reason: 'empty', remaining: 0 });
+  assert.equal(seen.needsDetails, false);
+
+  // A big room: the packet emptied within one progress window, so the page
+  // got no grabbed and no progress, only finished.
+  const unseen = rain('rain-unseen', ['ru1'], 3);
+  rainGrabbed({ type: 'grabbed', packet_id: 'ru1', user: { id: 'a', name: 'A' }, amount: 10, remaining: 2 });
+  rainFinished({ type: 'finished', packet_id: 'ru1', reason: 'empty', remaining: 0 });
+  assert.equal(unseen.needsDetails, true);
+
+  // Expired with one share left: two taken, two seen.
+  const expired = rain('rain-expired', ['re1'], 3);
+  rainGrabbed({ type: 'grabbed', packet_id: 're1', user: { id: 'a', name: 'A' }, amount: 10, remaining: 2 });
+  rainGrabbed({ type: 'grabbed', packet_id: 're1', user: { id: 'b', name: 'B' }, amount: 10, remaining: 1 });
+  rainFinished({ type: 'finished', packet_id: 're1', reason: 'expired', remaining: 1 });
+  assert.equal(expired.needsDetails, false);
+  // Without remaining the page cannot tell: it asks.
+  rainFinished({ type: 'finished', packet_id: 're1', reason: 'expired' });
+  assert.equal(expired.needsDetails, true);
+
+  assert.equal(rainFinished({ type: 'finished', packet_id: 'not-a-rain-packet', reason: 'empty', remaining: 0 }), false);
 });
