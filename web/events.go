@@ -52,10 +52,11 @@ type finishedEvent struct {
 	Luckiest   *luckiest `json:"luckiest"`
 }
 
-// emptiedEvent is the finished event of a packet whose last share g took.
-func emptiedEvent(g packet.GrabResult, l *luckiest) finishedEvent {
+// emptiedEvent is the finished event of a packet whose last share was
+// taken durationMs after it became visible.
+func emptiedEvent(packetID string, durationMs int64, l *luckiest) finishedEvent {
 	none := 0
-	return finishedEvent{Type: "finished", PacketID: g.PacketID, Reason: "empty", Remaining: &none, DurationMs: &g.DurationMs, Luckiest: l}
+	return finishedEvent{Type: "finished", PacketID: packetID, Reason: "empty", Remaining: &none, DurationMs: &durationMs, Luckiest: l}
 }
 
 type chatEvent struct {

@@ -33,7 +33,7 @@ func (a *App) grab(ctx context.Context, u packet.User, packetID, password string
 		if d, err := a.store.Detail(ctx, g.PacketID); err == nil {
 			l = luckiestOf(d.Luckiest)
 		}
-		a.publish(ctx, g.Room, emptiedEvent(g, l))
+		a.publish(ctx, g.Room, emptiedEvent(g.PacketID, g.DurationMs, l))
 	}
 	return g, nil
 }
