@@ -70,7 +70,7 @@ func TestNilMetricsAreSafe(t *testing.T) {
 	m.connAdd(1)
 	m.roomAdd(1)
 	m.in()
-	m.out(3)
+	m.out(3, 1)
 	m.published()
 	m.received()
 	m.evicted()

@@ -3,6 +3,8 @@ package hub
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,9 +23,22 @@ import (
 // Queuing a frame, a ping or a close starts one if none is running (the
 // writing flag, under mu, makes sure at most one exists); it writes until
 // the queue is empty and exits. Every outgoing data frame, ping and close
-// frame is written by it, except the close frames gorilla itself writes
-// from the read goroutine (read limit, close handshake reply), which
-// gorilla serialises with its own lock.
+// frame is written by it, the reply to a peer's close frame included; the
+// only other writes are the application's pong replies (its ping handler,
+// on the read goroutine) and the close frame gorilla itself writes when a
+// peer breaks the protocol (1002, or 1009 past the read limit).
+//
+// The writer writes data frames and pings as ready-made bytes (see wire),
+// straight to the socket and not through gorilla: every frame waiting in
+// the queue goes in one writev. Frames cannot interleave with the other
+// writes: Go's poll.FD holds the socket's write lock for a whole Write or
+// Writev call, retrying partial writes inside it, so each call lands whole
+// (a failed call fails the connection: nothing is written after a torn
+// frame). Control frames written through gorilla (WriteControl) set a
+// socket write deadline that only gorilla's own data path would clear, so
+// wmu orders them against the writer's raw writes and deadline records
+// that one may be set: the writer clears it before its next raw write. Raw
+// writes carry no deadline of their own; the pinger bounds them (writeStart).
 type Client struct {
 	hub  *Hub
 	conn *websocket.Conn // nil only for connection-less clients in benchmarks
@@ -42,7 +57,7 @@ type Client struct {
 
 	mu sync.Mutex
 	// Guarded by mu.
-	queue     []*websocket.PreparedMessage // queue[head:] waits for the writer
+	queue     []*wire // queue[head:] waits for the writer
 	head      int
 	writing   bool          // a writer goroutine is running; only it touches conn for writing
 	ping      bool          // a ping is due
@@ -54,6 +69,14 @@ type Client struct {
 	idle      chan struct{} // when non-nil, closed by the writer as it exits (Serve waits on it)
 
 	readEnded atomic.Bool // the read loop has returned
+
+	// wmu is held across every write to the socket but gorilla's own
+	// protocol-error close: the writer's raw writes and its close frame,
+	// and the application's pong replies (readLoop wraps the ping handler).
+	wmu sync.Mutex
+	// deadline, guarded by wmu, is set when a write through gorilla may
+	// have left a write deadline on the socket.
+	deadline bool
 
 	// Catch-up state (see recovery.go), guarded by mu. While joining, live
 	// frames wait in held so that the catch-up Serve sends after OnOpen
@@ -69,8 +92,8 @@ type Client struct {
 	recovered bool // the catch-up is every missed durable frame
 	asked     bool // the client gave a position to recover from
 
-	// writeStart is Hub.now when the writer began the data frame it is
-	// writing, 0 between frames; the pinger cuts a write stuck too long.
+	// writeStart is Hub.now when the writer began the raw write it is
+	// in, 0 between writes; the pinger cuts a write stuck too long.
 	writeStart atomic.Int64
 	nextPing   int64 // Hub.now of the next ping; owned by the pinger after join
 }
@@ -101,32 +124,30 @@ func (c *Client) Context() context.Context { return c.ctx }
 // Send queues frame (one JSON document) for this client only, ahead of any
 // catch-up and live frames not yet queued (so OnOpen's welcome comes
 // first). It never blocks: when the queue is full the client is evicted as a slow consumer
-// and Send returns false, as it does once the client is closing. frame may
-// be reused by the caller after Send returns.
+// and Send returns false, as it does once the client is closing. frame is
+// copied: the caller may reuse it after Send returns.
 func (c *Client) Send(frame []byte) bool {
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, frame)
-	if err != nil {
-		// Cannot happen for an uncompressed server frame; treated as a drop.
+	if c.closing.Load() {
 		return false
 	}
-	return c.enqueue(pm)
+	return c.enqueue(newWire(frame))
 }
 
-// enqueue offers pm to the writer without blocking, starting the writer if
+// enqueue offers w to the writer without blocking, starting the writer if
 // none is running. It may run under a shard read lock, so everything it
 // does must be quick: it never touches the connection.
-func (c *Client) enqueue(pm *websocket.PreparedMessage) bool {
+func (c *Client) enqueue(w *wire) bool {
 	if c.closing.Load() {
 		return false
 	}
 	c.mu.Lock()
-	return c.pushLocked(pm)
+	return c.pushLocked(w)
 }
 
 // offer is enqueue for a frame the room delivers live, at position p (zero
 // for an ephemeral frame): held back while the client is joining, and
 // dropped if the client was already sent that durable frame.
-func (c *Client) offer(pm *websocket.PreparedMessage, p Position) bool {
+func (c *Client) offer(w *wire, p Position) bool {
 	if c.closing.Load() {
 		return false
 	}
@@ -137,7 +158,7 @@ func (c *Client) offer(pm *websocket.PreparedMessage, p Position) bool {
 			c.evict()
 			return false
 		}
-		c.held = append(c.held, heldFrame{pm: pm, pos: p})
+		c.held = append(c.held, heldFrame{w: w, pos: p})
 		c.mu.Unlock()
 		return true
 	}
@@ -145,7 +166,7 @@ func (c *Client) offer(pm *websocket.PreparedMessage, p Position) bool {
 		c.mu.Unlock()
 		return true
 	}
-	return c.pushLocked(pm)
+	return c.pushLocked(w)
 }
 
 // freshLocked reports whether a frame at p is new to this client, and if
@@ -161,10 +182,10 @@ func (c *Client) freshLocked(p Position) bool {
 	return true
 }
 
-// pushLocked queues pm and starts the writer if needed; mu must be held,
+// pushLocked queues w and starts the writer if needed; mu must be held,
 // and is released.
-func (c *Client) pushLocked(pm *websocket.PreparedMessage) bool {
-	ok, full := c.appendLocked(pm)
+func (c *Client) pushLocked(w *wire) bool {
+	ok, full := c.appendLocked(w)
 	start := ok && c.startWriterLocked()
 	c.mu.Unlock()
 	if start {
@@ -184,10 +205,10 @@ func (c *Client) evict() {
 	}
 }
 
-// appendLocked adds pm to the queue; mu must be held. It fails when the
+// appendLocked adds w to the queue; mu must be held. It fails when the
 // client is closing, and reports full when the queue has no room (the
 // caller then evicts the client).
-func (c *Client) appendLocked(pm *websocket.PreparedMessage) (ok, full bool) {
+func (c *Client) appendLocked(w *wire) (ok, full bool) {
 	if c.closing.Load() || c.stopped {
 		return false, false
 	}
@@ -202,7 +223,7 @@ func (c *Client) appendLocked(pm *websocket.PreparedMessage) (ok, full bool) {
 		clear(c.queue[n:])
 		c.queue, c.head = c.queue[:n], 0
 	}
-	c.queue = append(c.queue, pm)
+	c.queue = append(c.queue, w)
 	return true, false
 }
 
@@ -293,15 +314,21 @@ func (c *Client) cutAfterGrace() {
 func (c *Client) isClosing() bool { return c.closing.Load() }
 
 // writeLoop is the connection's writer while there is something to write.
-// It sends a due ping first, then queued frames in order; once the client
-// is closing it drops the backlog (an evicted or shutting-down client should
-// not keep the writer busy flushing it), sends the close frame and never
-// writes again. A failed write closes the socket, so a read loop blocked on
-// a dead peer returns too.
+// Each turn it takes a due ping and the queued frames (up to
+// maxTurnFrames) and writes them together; once the client is closing it
+// drops the backlog (an evicted or shutting-down client should not keep the
+// writer busy flushing it), sends the close frame and never writes again. A
+// failed write closes the socket, so a read loop blocked on a dead peer
+// returns too.
 func (c *Client) writeLoop() {
 	defer c.recoverWriter()
-	n := 0
-	defer func() { c.hub.m.out(n) }()
+	b := c.hub.batches.Get().(*batch)
+	frames, writes := 0, 0
+	defer func() {
+		c.hub.m.out(frames, writes)
+		b.reset()
+		c.hub.batches.Put(b)
+	}()
 	for {
 		c.mu.Lock()
 		switch {
@@ -319,44 +346,123 @@ func (c *Client) writeLoop() {
 			c.dropQueueLocked()
 			c.exitLocked()
 			return
-		case c.ping:
-			c.ping = false
-			c.mu.Unlock()
-			if c.conn != nil {
-				if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.hub.cfg.WriteTimeout)); err != nil {
-					c.fail(err)
-				}
-			}
-			continue
-		case c.head == len(c.queue):
+		case !c.ping && c.head == len(c.queue):
 			c.dropQueueLocked()
 			c.exitLocked()
 			return
 		}
-		pm := c.queue[c.head]
-		c.queue[c.head] = nil
-		c.head++
+		ping := c.ping
+		c.ping = false
+		c.takeLocked(b)
 		c.mu.Unlock()
+		n := len(b.frames)
 		if c.conn == nil {
-			c.hub.nullWrites.Add(1)
-			n++
+			c.hub.nullWrites.Add(int64(n))
+			clear(b.frames)
+			frames += n
 			continue
 		}
-		// No socket deadline: the pinger enforces WriteTimeout per frame
-		// (see ping.go), and a ping or close frame's deadline is cleared by
-		// gorilla before the next data frame.
-		c.writeStart.Store(max(c.hub.now(), 1))
-		err := c.conn.WritePreparedMessage(pm)
-		c.writeStart.Store(0)
+		b.frame(ping)
+		w, err := c.writeBufs(b)
+		writes += w
+		clear(b.bufs)
 		if err != nil {
 			c.fail(err)
 			continue
 		}
-		if n++; n == 64 {
-			c.hub.m.out(n) // a long run still shows up in the metric as it goes
-			n = 0
+		if frames += n; frames >= 64 {
+			// A long run still shows up in the metrics as it goes.
+			c.hub.m.out(frames, writes)
+			frames, writes = 0, 0
 		}
 	}
+}
+
+// Limits of one writer turn. maxTurnFrames bounds what a turn takes from
+// the queue (and so the writer's scratch, and the iovec array the runtime
+// keeps per socket after a writev); maxWriteBytes bounds one write, so that
+// WriteTimeout, which the pinger applies per write, still means roughly
+// what it did per frame.
+const (
+	maxTurnFrames = 16
+	maxWriteBytes = 64 << 10
+)
+
+// batch is a writer's scratch for one turn: the frames it took from the
+// queue and the byte slices it hands to writev. Writers borrow one from
+// Hub.batches, so an idle connection holds none.
+type batch struct {
+	frames []*wire
+	bufs   [][]byte
+	v      net.Buffers // the write in progress; a field, so that writing it does not allocate
+}
+
+// takeLocked moves up to maxTurnFrames queued frames into b.frames; mu
+// must be held.
+func (c *Client) takeLocked(b *batch) {
+	end := min(len(c.queue), c.head+maxTurnFrames)
+	b.frames = append(b.frames[:0], c.queue[c.head:end]...)
+	clear(c.queue[c.head:end])
+	c.head = end
+}
+
+// frame fills b.bufs with a ping (when due) and then b.frames' bytes, in
+// that order, and lets go of b.frames.
+func (b *batch) frame(ping bool) {
+	b.bufs = b.bufs[:0]
+	if ping {
+		b.bufs = append(b.bufs, pingWire())
+	}
+	for _, w := range b.frames {
+		b.bufs = append(b.bufs, w.b)
+	}
+	clear(b.frames)
+}
+
+func (b *batch) reset() {
+	clear(b.frames)
+	clear(b.bufs)
+	b.frames, b.bufs, b.v = b.frames[:0], b.bufs[:0], nil
+}
+
+// writeBufs writes b.bufs, whole frames, in order, in as few calls as
+// maxWriteBytes allows (one, unless the frames are large), and returns how
+// many calls it made. A frame alone goes with write(2), several with
+// writev(2). It holds wmu throughout and first clears a write deadline a
+// control frame may have left (see Client).
+func (c *Client) writeBufs(b *batch) (int, error) {
+	nc := c.conn.NetConn()
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.deadline {
+		if err := nc.SetWriteDeadline(time.Time{}); err != nil {
+			return 0, err
+		}
+		c.deadline = false
+	}
+	writes := 0
+	for rest := b.bufs; len(rest) > 0; {
+		k, size := 1, len(rest[0])
+		for k < len(rest) && size+len(rest[k]) <= maxWriteBytes {
+			size += len(rest[k])
+			k++
+		}
+		writes++
+		c.writeStart.Store(max(c.hub.now(), 1))
+		var err error
+		if k == 1 {
+			_, err = nc.Write(rest[0])
+		} else {
+			b.v = rest[:k]
+			_, err = b.v.WriteTo(nc)
+		}
+		c.writeStart.Store(0)
+		if err != nil {
+			return writes, err
+		}
+		rest = rest[k:]
+	}
+	return writes, nil
 }
 
 // dropQueueLocked empties the queue, keeping a small backing array for the
@@ -399,6 +505,9 @@ func (c *Client) writeClose(code int, text string) {
 		return
 	}
 	msg := websocket.FormatCloseMessage(code, truncateReason(text))
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.deadline = true
 	if err := c.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace)); err != nil {
 		_ = c.conn.Close()
 	}
@@ -452,14 +561,48 @@ func (c *Client) readLoop(handler Handler) {
 	cfg := &c.hub.cfg
 	conn := c.conn
 	conn.SetReadLimit(cfg.ReadLimit)
-	// Any frame from the peer, not only a pong, proves it is alive.
+	// Any frame from the peer, not only a pong, proves it is alive. The
+	// read deadline moves at most every eighth of alive, to an eighth past
+	// it, so that a busy connection does not re-arm the socket's timer for
+	// every frame: a silent peer is dropped between alive and alive·9/8
+	// after its last frame.
 	alive := cfg.PingInterval + cfg.PongTimeout
-	_ = conn.SetReadDeadline(time.Now().Add(alive))
+	slack := alive / 8
+	var armed time.Time
+	extend := func() {
+		if now := time.Now(); now.Sub(armed) >= slack {
+			armed = now
+			_ = conn.SetReadDeadline(now.Add(alive + slack))
+		}
+	}
+	extend()
 	conn.SetPongHandler(func(string) error {
-		return conn.SetReadDeadline(time.Now().Add(alive))
+		extend()
+		return nil
+	})
+	// The application's ping handler (set before Serve) writes its pong
+	// through gorilla, with a deadline: under wmu, so that it never runs
+	// during a raw write and the writer knows to clear the deadline.
+	ping := conn.PingHandler()
+	conn.SetPingHandler(func(data string) error {
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		c.deadline = true
+		return ping(data)
+	})
+	// The reply to a peer's close frame goes through the writer, like every
+	// close frame of ours, so no data frame can follow it. It echoes the
+	// peer's code, as gorilla's default handler does.
+	conn.SetCloseHandler(func(code int, _ string) error {
+		c.closeWith(code, "")
+		return nil
 	})
 	for {
-		mt, msg, err := conn.ReadMessage()
+		mt, r, err := conn.NextReader()
+		var buf *[]byte
+		if err == nil {
+			buf, err = c.hub.readMessage(r)
+		}
 		if err != nil {
 			c.logReadError(err)
 			if errors.Is(err, websocket.ErrReadLimit) {
@@ -467,23 +610,63 @@ func (c *Client) readLoop(handler Handler) {
 			}
 			return
 		}
-		_ = conn.SetReadDeadline(time.Now().Add(alive))
-		if c.isClosing() {
-			// Draining until the peer answers our close frame.
-			continue
+		extend()
+		c.handle(handler, mt, *buf)
+		c.hub.putReadBuf(buf)
+	}
+}
+
+// handle gives one message the peer sent to handler.
+func (c *Client) handle(handler Handler, mt int, msg []byte) {
+	if c.isClosing() {
+		// Draining until the peer answers our close frame.
+		return
+	}
+	if mt != websocket.TextMessage {
+		c.Close(websocket.CloseUnsupportedData, "text frames only")
+		return
+	}
+	c.hub.m.in()
+	if !c.hub.beginHandling() {
+		// The hub is draining: a frame it takes now could not be
+		// answered before the close, so it is not taken at all.
+		return
+	}
+	c.hub.safely(c, "HandleMessage", func() { handler.HandleMessage(c.ctx, c, msg) })
+	c.hub.endHandling()
+}
+
+// readMessage reads the rest of a message into a buffer borrowed from the
+// hub, which the caller puts back once it has handled it: an idle
+// connection holds no read buffer of its own, and a busy one allocates
+// none per message. The read limit bounds it.
+func (h *Hub) readMessage(r io.Reader) (*[]byte, error) {
+	bp := h.readBufs.Get().(*[]byte)
+	b := (*bp)[:0]
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
 		}
-		if mt != websocket.TextMessage {
-			c.Close(websocket.CloseUnsupportedData, "text frames only")
-			continue
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			*bp = b
+			return bp, nil
 		}
-		c.hub.m.in()
-		if !c.hub.beginHandling() {
-			// The hub is draining: a frame it takes now could not be
-			// answered before the close, so it is not taken at all.
-			continue
+		if err != nil {
+			*bp = b
+			h.putReadBuf(bp)
+			return nil, err
 		}
-		c.hub.safely(c, "HandleMessage", func() { handler.HandleMessage(c.ctx, c, msg) })
-		c.hub.endHandling()
+	}
+}
+
+// putReadBuf returns a read buffer to the pool, unless a large read limit
+// let it grow too big to keep.
+func (h *Hub) putReadBuf(bp *[]byte) {
+	if cap(*bp) <= 64<<10 {
+		*bp = (*bp)[:0]
+		h.readBufs.Put(bp)
 	}
 }
 

@@ -39,7 +39,9 @@ type Config struct {
 
 	// PongTimeout is how long past a ping interval the hub waits for any
 	// frame (pong or data) before it considers the peer gone. The read
-	// deadline is therefore PingInterval+PongTimeout. Default: 10s.
+	// deadline is therefore PingInterval+PongTimeout after the last frame
+	// (up to an eighth more: it is moved at most every eighth of that).
+	// Default: 10s.
 	PongTimeout time.Duration
 
 	// ReadLimit is the largest frame a client may send, in bytes; a larger

@@ -73,21 +73,25 @@
 //     the member list. A broker (un)subscription is serialised per room by
 //     the room's own lock so joins in other rooms never wait on Redis.
 //
-// # Encode once
+// # Encode once, write in batches
 //
-// A frame received from the broker becomes a single websocket.PreparedMessage
-// shared by every local member's queue, so the frame header is built once per
-// room rather than once per connection.
+// A frame received from the broker is framed once (wire.go: the WebSocket
+// header and the payload, as they go on the socket) and that one immutable
+// copy is shared by every local member's queue.
 //
 // # Cost per delivery
 //
 // Most of a delivery's CPU is the write syscall (TestIdleConnectionsLoad
-// measures it; BENCHMARKS.md has the figures). Two alternatives were
-// measured and dropped as
-// within noise: a fixed pool of GOMAXPROCS goroutines writing for every
-// member in turn (saves starting a goroutine per member, but a member whose
-// socket buffer is full would stall the pool), and writing pre-framed bytes
-// straight to the socket instead of through gorilla. Fan-out yields every
+// measures it; BENCHMARKS.md has the figures), so a writer writes every
+// frame waiting for its connection in one writev instead of one write per
+// frame: frames that reach a connection while its writer is busy (its own
+// answer and a room's events, say) go out together in the writer's next
+// syscall. gorilla has no such call, so
+// the writer writes the ready-made frames to the socket itself (see Client
+// for why that cannot tear a frame). A fixed pool of GOMAXPROCS goroutines
+// writing for every member in turn was measured and dropped as within
+// noise (it saves starting a goroutine per member, but a member whose
+// socket buffer is full would stall the pool). Fan-out yields every
 // fanoutBatch members so the writers it starts run as it goes: that bounds
 // how many writer goroutines exist at once, and so the dead goroutines a big
 // room leaves behind after a broadcast.

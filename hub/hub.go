@@ -29,7 +29,8 @@ type Handler interface {
 	// (so frames published from now on reach it); it may c.Send a welcome.
 	OnOpen(ctx context.Context, c *Client)
 	// HandleMessage runs on the client's read goroutine, one text frame at a
-	// time; while it runs, no further frames are read from this client.
+	// time; while it runs, no further frames are read from this client. msg
+	// is valid until it returns: its buffer is reused for another frame.
 	HandleMessage(ctx context.Context, c *Client, msg []byte)
 	// OnClose runs once, after the client has left its room and its writer
 	// has stopped.
@@ -71,6 +72,10 @@ type Hub struct {
 	// memberSlices recycles broadcastLocal's member snapshots, which for a
 	// big room are too large to allocate per frame.
 	memberSlices sync.Pool
+	// batches recycles the writers' scratch and readBufs the read loops'
+	// message buffers (client.go).
+	batches  sync.Pool
+	readBufs sync.Pool
 
 	// mu orders Serve's registration against Shutdown: once closed is set
 	// no Serve adds to serving, which makes serving.Wait legal.
@@ -109,6 +114,8 @@ func New(cfg Config, broker Broker, logger *slog.Logger, m *Metrics) *Hub {
 	h.bg, h.stopBG = context.WithCancel(context.Background())
 	h.pubq.hub = h
 	h.memberSlices.New = func() any { return new([]*Client) }
+	h.batches.New = func() any { return new(batch) }
+	h.readBufs.New = func() any { b := make([]byte, 0, 512); return &b }
 	for i := range h.shards {
 		h.shards[i] = &shard{rooms: make(map[string]*room)}
 	}
@@ -326,7 +333,7 @@ func (h *Hub) broadcastLocal(room string, frame []byte) {
 	}
 }
 
-// broadcastRoom encodes frame once and offers it to every local member of
+// broadcastRoom frames frame once and offers it to every local member of
 // r; p is its position if it is durable. It never blocks on a client, and
 // holds the shard lock only to copy the member list: queuing for (and
 // starting the writers of) thousands of members happens outside it, so
@@ -334,11 +341,7 @@ func (h *Hub) broadcastLocal(room string, frame []byte) {
 // client that leaves meanwhile refuses the frame; one that joins meanwhile
 // misses it, as if it had joined after (its catch-up covers a durable one).
 func (h *Hub) broadcastRoom(r *room, frame []byte, p Position) {
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, frame)
-	if err != nil {
-		h.log.Error("hub: prepare frame", "room", r.name, "err", err)
-		return
-	}
+	w := newWire(frame)
 	sh := h.shardFor(r.name)
 	sp := h.memberSlices.Get().(*[]*Client)
 	members := (*sp)[:0]
@@ -348,7 +351,7 @@ func (h *Hub) broadcastRoom(r *room, frame []byte, p Position) {
 	}
 	sh.mu.RUnlock()
 	for i, c := range members {
-		c.offer(pm, p)
+		c.offer(w, p)
 		if i%fanoutBatch == fanoutBatch-1 {
 			// Let the writers just started run before starting more: dead
 			// goroutines are recycled but never freed, so how many writers

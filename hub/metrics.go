@@ -13,6 +13,7 @@ type Metrics struct {
 	rooms          prometheus.Gauge
 	messagesIn     prometheus.Counter
 	messagesOut    prometheus.Counter
+	writes         prometheus.Counter
 	brokerPub      prometheus.Counter
 	brokerRecv     prometheus.Counter
 	evictions      prometheus.Counter
@@ -43,6 +44,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Subsystem: sub, Name: "messages_out_total",
 			Help: "Data frames written to clients.",
 		}),
+		writes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "socket_writes_total",
+			Help: "Socket writes of data frames and pings; one write carries every frame waiting for its connection, up to a limit.",
+		}),
 		brokerPub: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "broker_published_total",
 			Help: "Frames published to the broker.",
@@ -71,7 +76,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"scope", "result"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.connections, m.rooms, m.messagesIn, m.messagesOut,
+		reg.MustRegister(m.connections, m.rooms, m.messagesIn, m.messagesOut, m.writes,
 			m.brokerPub, m.brokerRecv, m.evictions, m.fanoutDuration, m.panics, m.recoveries)
 	}
 	return m
@@ -95,9 +100,11 @@ func (m *Metrics) in() {
 	}
 }
 
-func (m *Metrics) out(n int) {
+// out counts frames written in writes socket writes.
+func (m *Metrics) out(frames, writes int) {
 	if m != nil {
-		m.messagesOut.Add(float64(n))
+		m.messagesOut.Add(float64(frames))
+		m.writes.Add(float64(writes))
 	}
 }
 

@@ -11,10 +11,11 @@ import (
 // walks the clients every tick and
 //   - asks the writer of each client whose nextPing has come for a ping, so
 //     pings go out every PingInterval per connection, a tick late at most;
-//   - cuts the socket of each client whose writer has been stuck in one data
-//     frame for longer than WriteTimeout, which fails that write. Data frames
-//     are written without a socket deadline, so the runtime does not re-arm
-//     a timer for every frame of a broadcast.
+//   - cuts the socket of each client whose writer has been stuck in one
+//     write (of the frames and ping it took in one turn) for longer than
+//     WriteTimeout, which fails that write. Those writes carry no socket
+//     deadline, so the runtime does not re-arm a timer for every frame of a
+//     broadcast.
 //
 // The tick is an eighth of the shortest of PingInterval, PongTimeout and
 // WriteTimeout, so neither check is late by more than that fraction.

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-
-	"github.com/gorilla/websocket"
 )
 
 // Recovery: durable frames (PublishDurable) carry the room's seq and epoch
@@ -44,7 +42,7 @@ var resyncFrame = []byte(`{"type":"resync"}`)
 
 // heldFrame is a live frame waiting for a joining client's catch-up.
 type heldFrame struct {
-	pm  *websocket.PreparedMessage
+	w   *wire
 	pos Position
 }
 
@@ -61,7 +59,7 @@ func (c *Client) Recovered() (recovered, asked bool) { return c.recovered, c.ask
 // catchUp reads what a joining client must be sent before live frames:
 // the durable frames it missed, or a resync (if it asked to recover) and
 // the room's recent frames.
-func (h *Hub) catchUp(ctx context.Context, c *Client, since *Position) ([]*websocket.PreparedMessage, error) {
+func (h *Hub) catchUp(ctx context.Context, c *Client, since *Position) ([]*wire, error) {
 	ctx, cancel := context.WithTimeout(ctx, h.cfg.RecoverTimeout)
 	defer cancel()
 	var frames [][]byte
@@ -76,19 +74,17 @@ func (h *Hub) catchUp(ctx context.Context, c *Client, since *Position) ([]*webso
 		c.recovered = err == nil
 		h.m.recovery("client", c.recovered)
 	}
-	var out []*websocket.PreparedMessage
+	var out []*wire
 	if !c.recovered {
 		if frames, pos, err = h.broker.Recent(ctx, c.room); err != nil {
 			return nil, err
 		}
 		if since != nil {
-			out = append(out, h.prepared(resyncFrame))
+			out = append(out, newWire(resyncFrame))
 		}
 	}
 	for _, f := range frames {
-		if pm := h.prepared(f); pm != nil {
-			out = append(out, pm)
-		}
+		out = append(out, newWire(f))
 	}
 	c.joinPos = pos
 	if r := c.r; r != nil {
@@ -102,25 +98,15 @@ func (h *Hub) catchUp(ctx context.Context, c *Client, since *Position) ([]*webso
 	return out, nil
 }
 
-func (h *Hub) prepared(frame []byte) *websocket.PreparedMessage {
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, frame)
-	if err != nil {
-		// Cannot happen for an uncompressed text frame.
-		h.log.Error("hub: prepare frame", "err", err)
-		return nil
-	}
-	return pm
-}
-
 // finishJoin queues the catch-up, then the live frames held meanwhile
 // that the client has not been sent yet, and ends joining. pos is the
 // room's position the catch-up brings the client to.
-func (c *Client) finishJoin(catchup []*websocket.PreparedMessage, pos Position) {
+func (c *Client) finishJoin(catchup []*wire, pos Position) {
 	c.mu.Lock()
 	c.last = pos
 	ok, full := true, false
-	for _, pm := range catchup {
-		if ok, full = c.appendLocked(pm); !ok {
+	for _, w := range catchup {
+		if ok, full = c.appendLocked(w); !ok {
 			break
 		}
 	}
@@ -129,7 +115,7 @@ func (c *Client) finishJoin(catchup []*websocket.PreparedMessage, pos Position) 
 			break
 		}
 		if c.freshLocked(f.pos) {
-			ok, full = c.appendLocked(f.pm)
+			ok, full = c.appendLocked(f.w)
 		}
 	}
 	clear(c.held)

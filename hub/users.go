@@ -7,8 +7,6 @@ import (
 	"hash/maphash"
 	"strings"
 	"sync"
-
-	"github.com/gorilla/websocket"
 )
 
 // User-directed frames: a frame for every connection of one user, in any
@@ -106,12 +104,8 @@ func (h *Hub) deliverUser(userID string, frame []byte) {
 	if len(conns) == 0 {
 		return
 	}
-	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, frame)
-	if err != nil {
-		h.log.Error("hub: prepare user frame", "user", userID, "err", err)
-		return
-	}
+	w := newWire(frame)
 	for _, c := range conns {
-		c.offer(pm, Position{})
+		c.offer(w, Position{})
 	}
 }

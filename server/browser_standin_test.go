@@ -451,7 +451,7 @@ func (s *standIn) grab(u *standInUser, id string, password *string) (map[string]
 		"grabs": []map[string]any{{"user": s.userJSON(u.ID), "amount": amount}}})
 	if len(p.shares) == 0 {
 		p.Status = "empty"
-		s.publish(p.Room, map[string]any{"type": "finished", "packet_id": p.ID, "reason": "empty",
+		s.publish(p.Room, map[string]any{"type": "finished", "packet_id": p.ID, "reason": "empty", "remaining": 0,
 			"duration_ms": g.At - p.CreatedAt, "luckiest": nil})
 	}
 	return map[string]any{"packet_id": p.ID, "amount": amount, "remaining": len(p.shares)}, ""
@@ -488,9 +488,10 @@ func (s *standIn) expire(id string) int64 {
 	for _, a := range p.shares {
 		left += a
 	}
+	remaining := len(p.shares)
 	p.shares, p.Status, p.Refunded = nil, "expired", left
 	s.users[p.Sender].balance += left
-	s.publish(p.Room, map[string]any{"type": "finished", "packet_id": p.ID, "reason": "expired", "duration_ms": nil, "luckiest": nil})
+	s.publish(p.Room, map[string]any{"type": "finished", "packet_id": p.ID, "reason": "expired", "remaining": remaining, "duration_ms": nil, "luckiest": nil})
 	at := s.now()
 	for c := range s.conns {
 		if c.user.ID == p.Sender {

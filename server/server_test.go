@@ -126,8 +126,12 @@ func raceTwoInstances(t *testing.T, a, b *server) raceOutcome {
 				t.Fatalf("client %d saw %s's grab %d times", i, u, n)
 			}
 		}
-		if n := len(m.c.all("finished")); n != 1 {
-			t.Fatalf("client %d saw finished %d times", i, n)
+		fs := m.c.all("finished")
+		if len(fs) != 1 {
+			t.Fatalf("client %d saw finished %d times", i, len(fs))
+		}
+		if !strings.Contains(string(fs[0].Raw), `"remaining":0`) {
+			t.Fatalf("client %d: finished %s, want remaining 0", i, fs[0].Raw)
 		}
 	}
 	// Wallets match claims.
@@ -480,8 +484,8 @@ func TestExpiryFinishedEvent(t *testing.T) {
 	c := mustDial(t, s, "r", tok)
 	p := newPacket(t, s, tok, "r", map[string]any{"kind": "equal", "total": 300, "count": 3, "ttl_seconds": 1})
 	f := c.waitFor("finished", func(f frame) bool { return f.PacketID == p.ID }, 5*time.Second)
-	if f.Reason != "expired" {
-		t.Fatalf("finished: %s", f.Raw)
+	if f.Reason != "expired" || !strings.Contains(string(f.Raw), `"remaining":3`) {
+		t.Fatalf("finished: %s, want expired with the 3 shares nobody took", f.Raw)
 	}
 	if b := meBalance(t, s, tok); b != 10000 {
 		t.Fatalf("balance after refund %d", b)

@@ -45,12 +45,25 @@ type luckiest struct {
 	Amount int64       `json:"amount"`
 }
 
+// finishedEvent closes a packet for its room. It replaces the packet's last
+// progress frame (progress.go drops a pending one), so it carries the final
+// remaining count: 0 for an emptied packet, the shares left for an expired
+// one. Remaining is nil only when the server could not read an expired
+// packet's claims; the field is then left out.
 type finishedEvent struct {
 	Type       string    `json:"type"`
 	PacketID   string    `json:"packet_id"`
 	Reason     string    `json:"reason"`
+	Remaining  *int      `json:"remaining,omitempty"`
 	DurationMs *int64    `json:"duration_ms"`
 	Luckiest   *luckiest `json:"luckiest"`
+}
+
+// emptiedEvent is the finished event of a packet whose last share was
+// taken durationMs after it became visible.
+func emptiedEvent(packetID string, durationMs int64, l *luckiest) finishedEvent {
+	none := 0
+	return finishedEvent{Type: "finished", PacketID: packetID, Reason: "empty", Remaining: &none, DurationMs: &durationMs, Luckiest: l}
 }
 
 type chatEvent struct {
@@ -163,8 +176,24 @@ func (a *App) OnOpened(p packet.Packet) {
 // OnExpired tells a packet's room that the sweeper closed it, and its
 // sender, on every connection, what came back (mine.go).
 func (a *App) OnExpired(f packet.Finished) {
-	a.publish(context.Background(), f.Packet.Room, finishedEvent{
-		Type: "finished", PacketID: f.Packet.ID, Reason: "expired", Luckiest: luckiestOf(f.Luckiest),
+	ctx := context.Background()
+	a.publish(ctx, f.Packet.Room, finishedEvent{
+		Type: "finished", PacketID: f.Packet.ID, Reason: "expired", Remaining: a.sharesLeft(ctx, &f.Packet),
+		Luckiest: luckiestOf(f.Luckiest),
 	})
 	a.tellRefunded(f)
+}
+
+// sharesLeft counts the shares nobody took of a packet that expired (its
+// claims are final), or returns nil if its claims cannot be read.
+func (a *App) sharesLeft(ctx context.Context, p *packet.Packet) *int {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.GrabTimeout)
+	defer cancel()
+	d, err := a.store.Detail(ctx, p.ID)
+	if err != nil {
+		a.log.Warn("reading an expired packet's claims failed; its finished event goes without remaining", "packet", p.ID, "err", err)
+		return nil
+	}
+	left := p.Count - len(d.Claims)
+	return &left
 }

@@ -39,7 +39,6 @@ func (a *App) OnGrabs(ctx context.Context, b packet.GrabBatch) {
 	}
 	a.publish(ctx, b.Room, ev)
 	if b.Emptied {
-		dur := b.DurationMs
-		a.publish(ctx, b.Room, finishedEvent{Type: "finished", PacketID: b.PacketID, Reason: "empty", DurationMs: &dur, Luckiest: luckiestOf(b.Luckiest)})
+		a.publish(ctx, b.Room, emptiedEvent(b.PacketID, b.DurationMs, luckiestOf(b.Luckiest)))
 	}
 }

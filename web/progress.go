@@ -15,11 +15,17 @@ import (
 // seconds a packet lasts; what each viewer needs is the latest remaining
 // count, a few times a second.
 //
-// Per packet it sends a progress frame on the first grab (leading edge), then
-// at most one per progressWindow carrying the latest remaining count
-// (trailing edge). A "finished" frame for the packet first flushes the latest
-// pending count and then ends the packet's tracking, so viewers see the final
-// remaining count and nothing stale can follow "finished".
+// Per packet it sends at most one progress frame per progressWindow, at the
+// end of each window in which the count changed (trailing edge only), with
+// the latest remaining count. A "finished" frame for the packet replaces the
+// progress frame still pending: it carries the final remaining count itself
+// (docs/protocol.md), so the pending one is dropped and the packet's
+// tracking ends; nothing stale can follow "finished". A packet emptied
+// within one window, the common case of a hot packet, so costs each viewer
+// no progress frame at all: the packet, finished, and a grabber's own
+// result (which carries the count after its grab). There is no leading
+// edge: its count would be stale within the window, and in a race nearly
+// every viewer is also a grabber about to get its result.
 //
 // A room too small for that still switches a packet to progress frames when
 // its grabbed frames come faster than burstLimit per progressWindow: a race
@@ -154,9 +160,8 @@ func (q *progressThrottle) grabbed(id, remaining json.RawMessage) {
 		p.pending = true
 		return
 	}
-	p := &progressState{id: bytes.Clone(id), remaining: bytes.Clone(remaining)}
+	p := &progressState{id: bytes.Clone(id), remaining: bytes.Clone(remaining), pending: true}
 	q.packets[key] = p
-	q.send(p.progress())
 	p.timer = time.AfterFunc(progressWindow, func() { q.flush(key, p) })
 }
 
@@ -186,13 +191,10 @@ func (q *progressThrottle) finished(id json.RawMessage) {
 	if p == nil {
 		return
 	}
+	// Under mu, so a trailing edge that is already due finds the packet
+	// gone and sends nothing.
 	p.timer.Stop()
 	delete(q.packets, key)
-	if p.pending {
-		// Sent before absorb returns, hence before the caller delivers
-		// "finished".
-		q.send(p.progress())
-	}
 }
 
 func (p *progressState) progress() []byte {

@@ -50,8 +50,10 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // In a room at the size threshold every grabbed frame becomes progress; a
-// smaller room gets them one by one; "finished" flushes the latest count
-// and nothing stale follows it.
+// smaller room gets them one by one. Progress goes out only at the end of a
+// window, so a packet finished within its first window costs no progress
+// frame: "finished" (which carries the final count) replaces the pending
+// one, and nothing stale follows it.
 func TestProgressBySize(t *testing.T) {
 	const grabs = 50
 	q, rec := newProgress(3)
@@ -59,16 +61,23 @@ func TestProgressBySize(t *testing.T) {
 		if !q.Take(grabbedFrame(`"p1"`, grabs-1-i), 3) {
 			t.Fatalf("grab %d passed through in a room at the threshold", i)
 		}
+		if i == 0 {
+			if f, n := rec.last(); n != 0 {
+				t.Fatalf("a leading-edge progress went out on the first grab: %s", f)
+			}
+		}
 	}
-	if q.Take([]byte(`{"type":"finished","packet_id":"p1"}`), 3) {
+	_, before := rec.last() // 0 unless this loop outlasted a window
+	if q.Take([]byte(`{"type":"finished","packet_id":"p1","remaining":0}`), 3) {
 		t.Fatal("finished was taken")
-	}
-	f, n := rec.last()
-	if f != `{"type":"progress","packet_id":"p1","remaining":0}` || n > 3 {
-		t.Fatalf("%d progress frames, last %s", n, f)
 	}
 	if q.tracking() {
 		t.Fatal("a finished packet is still tracked")
+	}
+	// The pending count is dropped for good: no trailing edge follows.
+	time.Sleep(2 * progressWindow)
+	if f, n := rec.last(); n != before {
+		t.Fatalf("%d progress frames after finished, last %s", n-before, f)
 	}
 	for i := range 10 {
 		if q.Take(grabbedFrame(`"p2"`, 9-i), 2) {
@@ -80,16 +89,10 @@ func TestProgressBySize(t *testing.T) {
 func TestProgressTrailingEdge(t *testing.T) {
 	q, rec := newProgress(2)
 	grab := func(rem int) bool { return q.absorb(grabbedFrame("7", rem), true) }
-	if !grab(9) {
-		t.Fatal("grabbed frame not taken")
-	}
-	if f, n := rec.last(); n != 1 || f != `{"type":"progress","packet_id":7,"remaining":9}` {
-		t.Fatalf("leading edge: %d frames, last %s", n, f)
-	}
-	if !grab(8) || !grab(7) {
+	if !grab(9) || !grab(8) || !grab(7) {
 		t.Fatal("grabbed frames not taken")
 	}
-	// The trailing edge carries the latest count, and only it.
+	// The end of the window carries the latest count, and only it.
 	eventually(t, "trailing progress", func() bool {
 		f, _ := rec.last()
 		return f == `{"type":"progress","packet_id":7,"remaining":7}`
@@ -109,7 +112,7 @@ func TestProgressTrailingEdge(t *testing.T) {
 
 // A burst of grabbed frames in a room too small for progress switches to
 // progress frames after burstLimit, so a big race does not evict viewers as
-// slow consumers; the last remaining count still arrives before finished.
+// slow consumers; the count still reaches them, in progress or in finished.
 func TestProgressBurstInSmallRoom(t *testing.T) {
 	q, rec := newProgress(-1)
 	const grabs = 500
@@ -122,8 +125,12 @@ func TestProgressBurstInSmallRoom(t *testing.T) {
 	if passed != burstLimit {
 		t.Fatalf("%d grabbed frames passed one by one, want the first %d", passed, burstLimit)
 	}
-	q.Take([]byte(`{"type":"finished","packet_id":"p"}`), 10)
-	if f, n := rec.last(); n == 0 || n > 3 || f != `{"type":"progress","packet_id":"p","remaining":0}` {
+	eventually(t, "trailing progress", func() bool {
+		f, _ := rec.last()
+		return f == `{"type":"progress","packet_id":"p","remaining":0}`
+	})
+	q.Take([]byte(`{"type":"finished","packet_id":"p","remaining":0}`), 10)
+	if f, n := rec.last(); n > 3 || f != `{"type":"progress","packet_id":"p","remaining":0}` {
 		t.Fatalf("%d progress frames, last %s", n, f)
 	}
 	// A small race stays one frame per grab.

@@ -136,6 +136,10 @@ func parseClientMessage(msg []byte) (clientMessage, error) {
 	if !utf8.Valid(msg) {
 		return m, errNotJSON
 	}
+	if parseFlat(msg, &m) {
+		return m, nil
+	}
+	m = clientMessage{}
 	if err := json.Unmarshal(msg, &m); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) && te.Field != "" {
@@ -214,7 +218,8 @@ func (s *wsSession) HandleMessage(ctx context.Context, c *hub.Client, msg []byte
 	} else if m.Type == "grab" {
 		res.PacketID, res.Amount, res.Remaining = g.PacketID, &g.Amount, &g.Remaining
 	}
-	s.send(c, res)
+	var buf [256]byte
+	c.Send(appendResult(buf[:0], &res))
 }
 
 func (s *wsSession) grab(ctx context.Context, m clientMessage) (packet.GrabResult, error) {

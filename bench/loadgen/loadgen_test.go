@@ -246,7 +246,9 @@ func TestFrameParsing(t *testing.T) {
 	c.hongbaoFrame([]byte(`{"type":"packet","packet":{"id":"p1","room":"r","sender":{"id":"s","name":"n"},"greeting":"seq 7"}}`), 0)
 	c.hongbaoFrame([]byte(`{"type":"packet","packet":{"id":"p2","greeting":"say \"hi\""}}`), 0) // escaped: decoded by encoding/json
 	c.hongbaoFrame([]byte(`{"type":"finished","packet_id":"p1","reason":"empty","duration_ms":5}`), 0)
-	want := []string{"packet:p1/seq 7", `packet:p2/say "hi"`, "finished:p1"}
+	// As the server sends it: durable (seq and epoch first), with the final count.
+	c.hongbaoFrame([]byte(`{"seq":9,"epoch":"e1","type":"finished","packet_id":"p2","reason":"expired","remaining":3,"duration_ms":null,"luckiest":null}`), 0)
+	want := []string{"packet:p1/seq 7", `packet:p2/say "hi"`, "finished:p1", "finished:p2"}
 	if fmt.Sprint(h.events) != fmt.Sprint(want) || fmt.Sprint(h.seqs) != "[7]" {
 		t.Fatalf("events %q seqs %v; want %q [7]", h.events, h.seqs, want)
 	}

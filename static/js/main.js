@@ -17,7 +17,7 @@ import { matchPassword } from './kinds.js';
 import { amountOf } from './grabbed.js';
 import { initMy, reloadMy, isMyOpen, relabelMy } from './my.js';
 import {
-  initRain, initRainDialog, startRain, adoptRainPacket, rainGrabbed, rainProgress, markRainsIncomplete,
+  initRain, initRainDialog, startRain, adoptRainPacket, rainGrabbed, rainProgress, rainFinished, markRainsIncomplete,
   resetRain, relabelRain, relabelRainDialog,
 } from './rain.js';
 import { initPresence, renderPresence } from './presence.js';
@@ -273,6 +273,7 @@ function onMessage(msg) {
       applyProgress(msg);
       break;
     case 'finished': {
+      rainFinished(msg);
       const vm = applyFinished(msg);
       // An expired packet refunds its sender (a rain's packets refund its host).
       const rain = state.rains.get(state.rainOfPacket.get(msg.packet_id));

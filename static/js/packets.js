@@ -273,13 +273,23 @@ export function applyProgress(ev) {
   return vm;
 }
 
-/** finished {packet_id, reason: empty|expired, duration_ms, luckiest} */
+/**
+ * finished {packet_id, reason: empty|expired, remaining, duration_ms, luckiest}.
+ * It replaces the packet's last `progress` (the server drops one still
+ * pending), so `remaining` is the final count: 0 when empty, the shares
+ * nobody took when expired (absent if the server could not tell).
+ */
 export function applyFinished(ev) {
   const vm = state.packets.get(ev.packet_id);
   if (!vm) return null;
   const was = vm.status;
   vm.status = ev.reason === 'expired' ? 'expired' : 'empty';
-  if (vm.status === 'empty') vm.remaining_count = 0;
+  if (vm.status === 'empty') {
+    vm.remaining_count = 0;
+    vm.remaining_amount = 0;
+  } else if (Number.isInteger(ev.remaining)) {
+    vm.remaining_count = Math.min(vm.remaining_count ?? ev.remaining, ev.remaining);
+  }
   vm.duration_ms = ev.duration_ms ?? vm.duration_ms;
   vm.luckiest = ev.luckiest ?? vm.luckiest;
   renderCard(vm);

@@ -92,6 +92,8 @@ export function startRain(r) {
     caught: new Map(),
     /** "packet|user" keys already counted */
     claimKeys: new Set(),
+    /** packet id → claims counted (to tell, at finished, whether any were missed) */
+    claimsPer: new Map(),
     /** user id → {user, total, count} */
     board: new Map(),
     needsDetails: !!r.synthetic, // no grabbed events seen: ask the server
@@ -393,6 +395,7 @@ function recordClaim(rain, packetId, user, amount) {
   const key = `${packetId}|${user.id}`;
   if (rain.claimKeys.has(key)) return;
   rain.claimKeys.add(key);
+  rain.claimsPer.set(packetId, (rain.claimsPer.get(packetId) ?? 0) + 1);
   const row = rain.board.get(user.id) ?? { user, total: 0, count: 0, best: 0 };
   row.total += amount;
   row.count += 1;
@@ -417,6 +420,20 @@ export function rainProgress(ev) {
   const rain = state.rains.get(state.rainOfPacket.get(ev.packet_id));
   if (!rain) return false;
   rain.needsDetails = true;
+  return true;
+}
+
+/**
+ * A `finished` event. It carries the final count left, so it tells how
+ * many shares were taken: if the page counted fewer claims of the packet
+ * (its grabs came as `progress`, or a packet emptied within one progress
+ * window sent none at all), the summary asks the server.
+ */
+export function rainFinished(ev) {
+  const rain = state.rains.get(state.rainOfPacket.get(ev.packet_id));
+  if (!rain) return false;
+  const taken = Number.isInteger(ev.remaining) ? rain.count_per_packet - ev.remaining : Infinity;
+  if ((rain.claimsPer.get(ev.packet_id) ?? 0) < taken) rain.needsDetails = true;
   return true;
 }
 
