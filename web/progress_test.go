@@ -34,7 +34,7 @@ func newProgress(above int) (*progressThrottle, *recorder) {
 }
 
 func grabbedFrame(id string, remaining int) []byte {
-	return []byte(`{"type":"grabbed","packet_id":` + id + `,"user":"x","amount":1,"remaining":` + strconv.Itoa(remaining) + `}`)
+	return []byte(`{"type":"grabbed","packet_id":` + id + `,"remaining":` + strconv.Itoa(remaining) + `,"grabs":[{"user":{"id":"x","name":"x"},"amount":1}]}`)
 }
 
 // eventually polls cond until it holds or the deadline passes.
