@@ -208,6 +208,22 @@ func meMoney(t *testing.T, s *server, token string) int64 {
 	return me.Balance + me.Pending.Total
 }
 
+// meMoneyReaches polls /me until the user's money reaches want or 5 s
+// pass, and returns what it saw last. A claim settled by another instance
+// shows in /me here once that instance's settler commits it (milliseconds):
+// before that, only the winning instance knows it as pending.
+func meMoneyReaches(t *testing.T, s *server, token string, want int64) int64 {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got := meMoney(t, s, token)
+		if got == want || time.Now().After(deadline) {
+			return got
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // call makes a JSON request and decodes the response into out (if non-nil).
 func call(t testing.TB, s *server, method, path, token string, body any, out any) int {
 	t.Helper()

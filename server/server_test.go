@@ -149,7 +149,7 @@ func raceTwoInstances(t *testing.T, a, b *server) raceOutcome {
 		t.Fatalf("detail: %d claims, status %s", len(detail.Claims), detail.Packet.Status)
 	}
 	for i, m := range members {
-		if b := meMoney(t, a, m.tok); b != 10000+won[m.id] {
+		if b := meMoneyReaches(t, a, m.tok, 10000+won[m.id]); b != 10000+won[m.id] {
 			t.Fatalf("client %d owns %d, won %d", i, b, won[m.id])
 		}
 	}
