@@ -2,7 +2,6 @@ package hub
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,9 +12,10 @@ import (
 // Client is one WebSocket connection in one room.
 //
 // Concurrency: Send, Close, User, Room and Context are safe from any
-// goroutine. The connection is read only by the goroutine running Serve and
-// written only by the client's writer, so the hub fans out without locking
-// the connection.
+// goroutine. The connection is read only by its reader (one goroutine at a
+// time, none while the connection is idle: see reader.go) and written only
+// by the client's writer, so the hub fans out without locking the
+// connection.
 //
 // The writer is not a permanent goroutine: an idle connection has none.
 // Queuing a frame, a ping or a close starts one if none is running (the
@@ -73,6 +73,8 @@ type Client struct {
 	// writing, 0 between frames; the pinger cuts a write stuck too long.
 	writeStart atomic.Int64
 	nextPing   int64 // Hub.now of the next ping; owned by the pinger after join
+
+	rd readState // the reading side (reader.go)
 }
 
 func newClient(ctx context.Context, h *Hub, conn *websocket.Conn, room string, u User) *Client {
@@ -445,87 +447,4 @@ func truncateReason(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
-}
-
-// readLoop runs on Serve's goroutine until the connection fails or closes.
-func (c *Client) readLoop(handler Handler) {
-	cfg := &c.hub.cfg
-	conn := c.conn
-	conn.SetReadLimit(cfg.ReadLimit)
-	// Any frame from the peer, not only a pong, proves it is alive.
-	alive := cfg.PingInterval + cfg.PongTimeout
-	_ = conn.SetReadDeadline(time.Now().Add(alive))
-	conn.SetPongHandler(func(string) error {
-		return conn.SetReadDeadline(time.Now().Add(alive))
-	})
-	for {
-		mt, msg, err := conn.ReadMessage()
-		if err != nil {
-			c.logReadError(err)
-			if errors.Is(err, websocket.ErrReadLimit) {
-				c.linger()
-			}
-			return
-		}
-		_ = conn.SetReadDeadline(time.Now().Add(alive))
-		if c.isClosing() {
-			// Draining until the peer answers our close frame.
-			continue
-		}
-		if mt != websocket.TextMessage {
-			c.Close(websocket.CloseUnsupportedData, "text frames only")
-			continue
-		}
-		c.hub.m.in()
-		if !c.hub.beginHandling() {
-			// The hub is draining: a frame it takes now could not be
-			// answered before the close, so it is not taken at all.
-			continue
-		}
-		c.hub.safely(c, "HandleMessage", func() { handler.HandleMessage(c.ctx, c, msg) })
-		c.hub.endHandling()
-	}
-}
-
-// linger swallows what the peer is still sending after gorilla refused an
-// oversize frame with 1009. Closing a socket with unread input makes the
-// kernel send a reset, which can destroy the close frame before the peer
-// reads it. The rest of the oversize frame streams in back to back, so
-// draining until the input goes quiet briefly (or closeGrace passes) is
-// enough to let the 1009 arrive intact.
-func (c *Client) linger() {
-	nc := c.conn.NetConn()
-	end := time.Now().Add(closeGrace)
-	buf := make([]byte, 4096)
-	for total := 0; total < lingerMax; {
-		deadline := time.Now().Add(lingerQuiet)
-		if deadline.After(end) {
-			deadline = end
-		}
-		if err := nc.SetReadDeadline(deadline); err != nil {
-			return
-		}
-		n, err := nc.Read(buf)
-		total += n
-		if err != nil {
-			return
-		}
-	}
-}
-
-const (
-	// lingerQuiet is how long the input must stay idle for linger to stop.
-	lingerQuiet = 100 * time.Millisecond
-	// lingerMax caps how much a misbehaving peer can make linger read.
-	lingerMax = 1 << 20
-)
-
-func (c *Client) logReadError(err error) {
-	switch {
-	case errors.Is(err, websocket.ErrReadLimit):
-		// gorilla has already sent 1009.
-		c.hub.log.Info("hub: client frame over read limit", "room", c.room, "user", c.user.ID, "limit", c.hub.cfg.ReadLimit)
-	case websocket.IsUnexpectedCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) && !c.isClosing():
-		c.hub.log.Debug("hub: connection ended", "room", c.room, "user", c.user.ID, "err", err)
-	}
 }
