@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -17,7 +18,9 @@ import (
 // neither a goroutine's stack nor a read buffer. When bytes arrive, the
 // poller starts a reader; the reader reads what is there, handles every
 // complete frame in order, and parks the connection again once it has used
-// every byte it read and no fragmented message is under way. A frame or a
+// every byte it read and no fragmented message is under way (after a
+// message, it first waits readLinger for the next, which is cheaper than
+// parking and waking for each of a talkative client's frames). A frame or a
 // message that arrives in pieces is waited for with a blocking read, and so
 // is everything where the hub cannot park a connection (no poller on this
 // platform, a socket that is not plain TCP, a connection that is closing).
@@ -63,10 +66,15 @@ var errParked = errors.New("hub: connection parked")
 
 // message is the data message a reader is assembling.
 type message struct {
-	op   int   // websocket.TextMessage or BinaryMessage; 0 between messages
-	size int64 // payload so far, checked against ReadLimit
-	data []byte
+	op      int   // websocket.TextMessage or BinaryMessage; 0 between messages
+	size    int64 // payload so far, checked against ReadLimit
+	data    []byte
+	handled bool // a message was handled since the reader last lingered
 }
+
+// readLinger is how long a reader that has just handled a message waits
+// for the next one before it parks the connection.
+const readLinger = time.Second
 
 // read is a reader: it reads and handles frames until the connection is
 // parked or its input ends, and then tears the connection down.
@@ -92,12 +100,23 @@ func (c *Client) read() {
 func (c *Client) readFrames(buf []byte) error {
 	nc := c.conn.NetConn()
 	var m message
-	r, w := 0, 0 // buf[r:w] is read and not yet handled
+	r, w := 0, 0       // buf[r:w] is read and not yet handled
+	lingering := false // a read deadline is set (readLinger)
 	for {
 		n, err := nc.Read(buf[w:])
 		w += n
 		if err != nil {
-			return err
+			if !lingering || !errors.Is(err, os.ErrDeadlineExceeded) {
+				return err
+			}
+			lingering = false
+			if err := nc.SetReadDeadline(time.Time{}); err != nil {
+				return err
+			}
+			if r == w && m.op == 0 && c.park() {
+				return errParked
+			}
+			continue
 		}
 		for r < w {
 			h, hl, problem := parseHeader(buf[r:w], m.op != 0)
@@ -137,7 +156,17 @@ func (c *Client) readFrames(buf []byte) error {
 		}
 		if r == w {
 			r, w = 0, 0
-			if m.op == 0 && c.park() {
+			switch {
+			case m.op != 0 || lingering:
+			case m.handled:
+				// A client that has just sent a message often sends
+				// another soon: wait for it here a while rather than
+				// park and wake a new reader for each.
+				m.handled, lingering = false, true
+				if err := nc.SetReadDeadline(time.Now().Add(readLinger)); err != nil {
+					return err
+				}
+			case c.park():
 				return errParked
 			}
 		} else if w == len(buf) {
@@ -177,7 +206,7 @@ func (c *Client) frame(h header, p []byte, m *message) error {
 		if msg == nil {
 			msg = []byte{}
 		}
-		*m = message{}
+		*m = message{handled: true}
 		c.message(op, msg)
 	}
 	return nil
