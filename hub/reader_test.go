@@ -194,18 +194,23 @@ func TestIdleConnectionsPark(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "every connection parked", allParked)
 
-	if err := clients[3].conn.WriteMessage(websocket.TextMessage, []byte("hi")); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range clients {
-		if f := c.next(t, 5*time.Second); string(f.Raw) != "hi" {
-			t.Fatalf("got %s, want hi", f.Raw)
+	// The sender's reader lingers after a message, then parks; a frame
+	// after that wakes a new reader, which must find the socket as usable
+	// as ever.
+	for i, msg := range []string{"hi", "again"} {
+		if err := clients[3].conn.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			t.Fatal(err)
 		}
+		for _, c := range clients {
+			if f := c.next(t, 5*time.Second); string(f.Raw) != msg {
+				t.Fatalf("got %s, want %s", f.Raw, msg)
+			}
+		}
+		if got := ts.handler.msgs.Load(); got != int32(i+1) {
+			t.Fatalf("handled %d messages, want %d", got, i+1)
+		}
+		waitFor(t, readLinger+5*time.Second, "every connection parked again", allParked)
 	}
-	if got := ts.handler.msgs.Load(); got != 1 {
-		t.Fatalf("handled %d messages, want 1", got)
-	}
-	waitFor(t, 5*time.Second, "every connection parked again", allParked)
 }
 
 // TestParkedConnectionClosingEnds: a parked connection whose peer never
