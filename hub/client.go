@@ -2,8 +2,6 @@ package hub
 
 import (
 	"context"
-	"errors"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -15,9 +13,10 @@ import (
 // Client is one WebSocket connection in one room.
 //
 // Concurrency: Send, Close, User, Room and Context are safe from any
-// goroutine. The connection is read only by the goroutine running Serve and
-// written only by the client's writer, so the hub fans out without locking
-// the connection.
+// goroutine. The connection is read only by its reader (one goroutine at a
+// time, none while the connection is idle: see reader.go) and written only
+// by the client's writer, so the hub fans out without locking the
+// connection.
 //
 // The writer is not a permanent goroutine: an idle connection has none.
 // Queuing a frame, a ping or a close starts one if none is running (the
@@ -96,6 +95,8 @@ type Client struct {
 	// in, 0 between writes; the pinger cuts a write stuck too long.
 	writeStart atomic.Int64
 	nextPing   int64 // Hub.now of the next ping; owned by the pinger after join
+
+	rd readState // the reading side (reader.go)
 }
 
 func newClient(ctx context.Context, h *Hub, conn *websocket.Conn, room string, u User) *Client {
@@ -556,159 +557,23 @@ func truncateReason(s string) string {
 	return s
 }
 
-// readLoop runs on Serve's goroutine until the connection fails or closes.
-func (c *Client) readLoop(handler Handler) {
-	cfg := &c.hub.cfg
-	conn := c.conn
-	conn.SetReadLimit(cfg.ReadLimit)
-	// Any frame from the peer, not only a pong, proves it is alive. The
-	// read deadline moves at most every eighth of alive, to an eighth past
-	// it, so that a busy connection does not re-arm the socket's timer for
-	// every frame: a silent peer is dropped between alive and alive·9/8
-	// after its last frame.
-	alive := cfg.PingInterval + cfg.PongTimeout
-	slack := alive / 8
-	var armed time.Time
-	extend := func() {
-		if now := time.Now(); now.Sub(armed) >= slack {
-			armed = now
-			_ = conn.SetReadDeadline(now.Add(alive + slack))
-		}
-	}
-	extend()
-	conn.SetPongHandler(func(string) error {
-		extend()
-		return nil
-	})
-	// The application's ping handler (set before Serve) writes its pong
-	// through gorilla, with a deadline: under wmu, so that it never runs
-	// during a raw write and the writer knows to clear the deadline.
-	ping := conn.PingHandler()
-	conn.SetPingHandler(func(data string) error {
+// installControlHandlers routes the peer's control frames before the
+// connection is first read. The application's ping handler writes its pong
+// through gorilla, with a deadline: under wmu, so that it never runs during
+// a raw write and the writer knows to clear the deadline. The reply to a
+// peer's close frame goes through the writer, like every close frame of
+// ours, so no data frame can follow it; it echoes the peer's code, as
+// gorilla's default handler does.
+func (c *Client) installControlHandlers() {
+	ping := c.conn.PingHandler()
+	c.conn.SetPingHandler(func(data string) error {
 		c.wmu.Lock()
 		defer c.wmu.Unlock()
 		c.deadline = true
 		return ping(data)
 	})
-	// The reply to a peer's close frame goes through the writer, like every
-	// close frame of ours, so no data frame can follow it. It echoes the
-	// peer's code, as gorilla's default handler does.
-	conn.SetCloseHandler(func(code int, _ string) error {
+	c.conn.SetCloseHandler(func(code int, _ string) error {
 		c.closeWith(code, "")
 		return nil
 	})
-	for {
-		mt, r, err := conn.NextReader()
-		var buf *[]byte
-		if err == nil {
-			buf, err = c.hub.readMessage(r)
-		}
-		if err != nil {
-			c.logReadError(err)
-			if errors.Is(err, websocket.ErrReadLimit) {
-				c.linger()
-			}
-			return
-		}
-		extend()
-		c.handle(handler, mt, *buf)
-		c.hub.putReadBuf(buf)
-	}
-}
-
-// handle gives one message the peer sent to handler.
-func (c *Client) handle(handler Handler, mt int, msg []byte) {
-	if c.isClosing() {
-		// Draining until the peer answers our close frame.
-		return
-	}
-	if mt != websocket.TextMessage {
-		c.Close(websocket.CloseUnsupportedData, "text frames only")
-		return
-	}
-	c.hub.m.in()
-	if !c.hub.beginHandling() {
-		// The hub is draining: a frame it takes now could not be
-		// answered before the close, so it is not taken at all.
-		return
-	}
-	c.hub.safely(c, "HandleMessage", func() { handler.HandleMessage(c.ctx, c, msg) })
-	c.hub.endHandling()
-}
-
-// readMessage reads the rest of a message into a buffer borrowed from the
-// hub, which the caller puts back once it has handled it: an idle
-// connection holds no read buffer of its own, and a busy one allocates
-// none per message. The read limit bounds it.
-func (h *Hub) readMessage(r io.Reader) (*[]byte, error) {
-	bp := h.readBufs.Get().(*[]byte)
-	b := (*bp)[:0]
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			*bp = b
-			return bp, nil
-		}
-		if err != nil {
-			*bp = b
-			h.putReadBuf(bp)
-			return nil, err
-		}
-	}
-}
-
-// putReadBuf returns a read buffer to the pool, unless a large read limit
-// let it grow too big to keep.
-func (h *Hub) putReadBuf(bp *[]byte) {
-	if cap(*bp) <= 64<<10 {
-		*bp = (*bp)[:0]
-		h.readBufs.Put(bp)
-	}
-}
-
-// linger swallows what the peer is still sending after gorilla refused an
-// oversize frame with 1009. Closing a socket with unread input makes the
-// kernel send a reset, which can destroy the close frame before the peer
-// reads it. The rest of the oversize frame streams in back to back, so
-// draining until the input goes quiet briefly (or closeGrace passes) is
-// enough to let the 1009 arrive intact.
-func (c *Client) linger() {
-	nc := c.conn.NetConn()
-	end := time.Now().Add(closeGrace)
-	buf := make([]byte, 4096)
-	for total := 0; total < lingerMax; {
-		deadline := time.Now().Add(lingerQuiet)
-		if deadline.After(end) {
-			deadline = end
-		}
-		if err := nc.SetReadDeadline(deadline); err != nil {
-			return
-		}
-		n, err := nc.Read(buf)
-		total += n
-		if err != nil {
-			return
-		}
-	}
-}
-
-const (
-	// lingerQuiet is how long the input must stay idle for linger to stop.
-	lingerQuiet = 100 * time.Millisecond
-	// lingerMax caps how much a misbehaving peer can make linger read.
-	lingerMax = 1 << 20
-)
-
-func (c *Client) logReadError(err error) {
-	switch {
-	case errors.Is(err, websocket.ErrReadLimit):
-		// gorilla has already sent 1009.
-		c.hub.log.Info("hub: client frame over read limit", "room", c.room, "user", c.user.ID, "limit", c.hub.cfg.ReadLimit)
-	case websocket.IsUnexpectedCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived) && !c.isClosing():
-		c.hub.log.Debug("hub: connection ended", "room", c.room, "user", c.user.ID, "err", err)
-	}
 }

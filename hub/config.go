@@ -38,10 +38,9 @@ type Config struct {
 	PingInterval time.Duration
 
 	// PongTimeout is how long past a ping interval the hub waits for any
-	// frame (pong or data) before it considers the peer gone. The read
-	// deadline is therefore PingInterval+PongTimeout after the last frame
-	// (up to an eighth more: it is moved at most every eighth of that).
-	// Default: 10s.
+	// frame (pong or data) before it considers the peer gone: the
+	// timekeeper cuts a peer silent for PingInterval+PongTimeout (up to one
+	// of its ticks late; see ping.go). Default: 10s.
 	PongTimeout time.Duration
 
 	// ReadLimit is the largest frame a client may send, in bytes; a larger

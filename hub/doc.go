@@ -18,7 +18,10 @@
 //   - room.go: sharded room membership and the broker subscription lifecycle.
 //   - users.go: frames for every connection of one user, in any room, on
 //     any instance (PublishUser), over one broker channel all hubs share.
-//   - client.go: one connection: the read loop and its on-demand writer.
+//   - client.go: one connection and its on-demand writer.
+//   - reader.go, inframe.go, poller_*.go: its on-demand reader, which
+//     parses inbound frames itself, and the poller that waits for input on
+//     idle connections.
 //   - drain.go: stopping: frames in hand answered, then 1001.
 //   - recover.go: a panic serving one connection closes it with 1011.
 //   - ping.go: the hub's timekeeper: keepalive pings and write timeouts.
@@ -36,10 +39,13 @@
 //
 // Who owns what:
 //
-//   - Serve's goroutine is the connection's only reader, and the only goroutine that calls the Handler for it, one
-//     message at a time, so Handler.HandleMessage is never called
-//     concurrently for one client. It is the only goroutine an idle
-//     connection has.
+//   - A connection's reader is a goroutine that runs while the connection
+//     has input, and the only goroutine that calls the Handler for it after
+//     OnOpen, one message at a time, so Handler.HandleMessage is never
+//     called concurrently for one client. Between frames an idle
+//     connection is parked in the hub's poller and has no reader; the
+//     poller or the timekeeper starts one by swapping readState.state from
+//     parked to reading, so there is never more than one.
 //   - A connection's writer is a goroutine started when something is queued
 //     for it (a frame, a ping or the close frame) and no writer is running;
 //     it writes until nothing is left and exits. Client.writing, under
@@ -54,7 +60,9 @@
 //   - One timekeeper goroutine per hub (pingLoop, running while the hub has
 //     connections) owns Client.nextPing: it asks writers for pings every
 //     PingInterval and cuts the socket under a data frame write that has
-//     taken longer than WriteTimeout (data frames carry no socket deadline).
+//     taken longer than WriteTimeout (data frames carry no socket deadline),
+//     and of a peer silent for longer than PingInterval+PongTimeout (reads
+//     carry none either).
 //   - Fan-out never blocks: a frame is offered to each member's bounded queue
 //     (Config.SendQueue, a slice that grows on demand, so an idle connection
 //     holds no buffer), and a member whose queue is full is evicted instead
@@ -98,16 +106,19 @@
 //
 // # Memory per connection
 //
-// An idle connection costs its read goroutine's stack, the Client (with a
-// one-slot queue once a frame has been sent), gorilla's Conn with its read
-// buffer, and the socket. Whatever calls Serve
-// from an HTTP handler should call it on a goroutine of its own and let the
-// handler return (with a context detached from the request, which net/http
-// cancels on return): as long as the handler runs, net/http pins the
-// hijacked connection's bufio reader and writer, its request and its
-// goroutine. Detached, with a small ReadBufferSize and a WriteBufferPool (so
-// gorilla holds neither of net/http's buffers), an idle connection costs
-// about half the RSS it costs blocking in the handler.
-// TestIdleConnectionsLoad measures it (HUB_LOAD_DETACH=1 for the detached
-// way); BENCHMARKS.md has the figures.
+// An idle connection costs the Client (with a one-slot queue once a frame
+// has been sent), gorilla's Conn (which the hub writes through but never
+// reads through, so its read buffer can be the smallest gorilla allows),
+// the socket and its entry in the poller: no goroutine, no stack, no read
+// buffer. A goroutine's stack only shrinks by half at a GC, and only while
+// the goroutine uses under a quarter of it, so a reader blocked in gorilla's
+// read path kept the 4 or 8 KiB it grew to while the connection was set up
+// (history read, OnOpen) for as long as the connection lived. Whatever
+// upgrades a connection in an HTTP handler should call Start there and
+// return, with a context that is not the request's: as long as the handler
+// runs, net/http pins the hijacked connection's bufio reader and writer, its
+// request and its goroutine, and the request's context holds net/http's
+// per-connection state. TestIdleConnectionsLoad measures it and fails if an
+// idle connection costs a goroutine again or its memory grows far past
+// what it is now; BENCHMARKS.md has the figures.
 package hub

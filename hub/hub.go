@@ -25,12 +25,12 @@ type User struct {
 // methods closes that connection with 1011 (internal error), is logged with
 // its stack and counted, and leaves every other connection alone.
 type Handler interface {
-	// OnOpen runs on Serve's goroutine after the client has joined its room
+	// OnOpen runs on Start's goroutine after the client has joined its room
 	// (so frames published from now on reach it); it may c.Send a welcome.
 	OnOpen(ctx context.Context, c *Client)
-	// HandleMessage runs on the client's read goroutine, one text frame at a
-	// time; while it runs, no further frames are read from this client. msg
-	// is valid until it returns: its buffer is reused for another frame.
+	// HandleMessage runs on the client's reader, one text frame at a time;
+	// while it runs, no further frames are read from this client. msg is
+	// valid until it returns: its buffer is reused for another frame.
 	HandleMessage(ctx context.Context, c *Client, msg []byte)
 	// OnClose runs once, after the client has left its room and its writer
 	// has stopped.
@@ -72,13 +72,15 @@ type Hub struct {
 	// memberSlices recycles broadcastLocal's member snapshots, which for a
 	// big room are too large to allocate per frame.
 	memberSlices sync.Pool
-	// batches recycles the writers' scratch and readBufs the read loops'
-	// message buffers (client.go).
+	// batches recycles the writers' scratch (client.go); readBufs lends
+	// readers their buffer for a turn (reader.go).
 	batches  sync.Pool
 	readBufs sync.Pool
+	// poller waits for input on idle connections; nil where there is none.
+	poller *poller
 
-	// mu orders Serve's registration against Shutdown: once closed is set
-	// no Serve adds to serving, which makes serving.Wait legal.
+	// mu orders Start's registration against Shutdown: once closed is set
+	// no Start adds to serving, which makes serving.Wait legal.
 	mu      sync.RWMutex
 	closed  bool
 	closing atomic.Bool // mirrors closed for lock-free checks
@@ -115,7 +117,8 @@ func New(cfg Config, broker Broker, logger *slog.Logger, m *Metrics) *Hub {
 	h.pubq.hub = h
 	h.memberSlices.New = func() any { return new([]*Client) }
 	h.batches.New = func() any { return new(batch) }
-	h.readBufs.New = func() any { b := make([]byte, 0, 512); return &b }
+	h.readBufs.New = func() any { b := make([]byte, readBufSize); return &b }
+	h.poller = newPoller(h.log)
 	for i := range h.shards {
 		h.shards[i] = &shard{rooms: make(map[string]*room)}
 	}
@@ -148,65 +151,72 @@ func (h *Hub) Run(ctx context.Context) error {
 	return nil
 }
 
-// Serve runs one upgraded connection in room until it ends. It reads on the
-// calling goroutine; a writer goroutine exists only while there is something
-// to write, so an idle connection costs one goroutine. The client joins room
-// first (subscribing the broker if it is the room's first local member here)
-// and leaves it on exit (unsubscribing after the last one). Cancelling ctx
-// closes the connection with 1001. Serve closes conn.
-//
-// Between joining and OnOpen, Serve reads the room's history (see
-// recovery.go): OnOpen can tell the client its Position and whether it
-// Recovered, and after OnOpen the client gets the durable frames it missed
-// (opts.Since) or the room's recent frames, before any live frame. If the
-// history cannot be read the connection is closed with 1013 and OnOpen and
-// OnClose are not called. At most one opts is used.
+// Serve runs one upgraded connection in room until it ends: it is Start,
+// waiting for the connection to end. Use Start where the calling goroutine
+// need not wait (an HTTP handler), so that an idle connection keeps no
+// goroutine.
 func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, room string, u User, handler Handler, opts ...ServeOptions) {
 	var o ServeOptions
 	if len(opts) > 0 {
 		o = opts[0]
 	}
+	done := make(chan struct{})
+	h.Start(ctx, conn, room, u, handler, o, func() { close(done) })
+	<-done
+}
+
+// Start sets up one upgraded connection in room on the calling goroutine
+// and returns; ended, if not nil, is called once the connection has ended
+// and been torn down (also when it is refused). The client joins room first
+// (subscribing the broker if it is the room's first local member here) and
+// leaves it at the end (unsubscribing after the last one). Cancelling ctx
+// closes the connection with 1001. The hub closes conn.
+//
+// Between joining and OnOpen, Start reads the room's history (see
+// recovery.go): OnOpen can tell the client its Position and whether it
+// Recovered, and after OnOpen the client gets the durable frames it missed
+// (opts.Since) or the room's recent frames, before any live frame. If the
+// history cannot be read the connection is closed with 1013 and OnOpen and
+// OnClose are not called.
+//
+// Then the connection's input is read by a goroutine of its own only while
+// there is something to read (reader.go), and written by one only while
+// there is something to write (client.go): an idle connection costs no
+// goroutine.
+func (h *Hub) Start(ctx context.Context, conn *websocket.Conn, room string, u User, handler Handler, opts ServeOptions, ended func()) {
 	h.mu.RLock()
 	if h.closed || h.draining.Load() {
 		h.mu.RUnlock()
 		refuse(conn, websocket.CloseGoingAway, "server shutting down")
+		if ended != nil {
+			ended()
+		}
 		return
 	}
 	h.serving.Add(1)
 	h.mu.RUnlock()
-	defer h.serving.Done()
 
 	c := newClient(ctx, h, conn, room, u)
-	defer h.recoverServe(c)
+	c.rd.handler, c.rd.done = handler, ended
+	c.rd.heard.Store(h.now())
+	defer h.recoverStart(c)
 	c.joining = true
-	defer c.cancel()
 	if err := h.join(ctx, c); err != nil {
 		h.log.Error("hub: join failed", "room", room, "user", u.ID, "err", err)
 		refuse(conn, websocket.CloseTryAgainLater, "room unavailable")
+		c.end()
 		return
 	}
-	catchup, cerr := h.catchUp(ctx, c, o.Since)
+	catchup, cerr := h.catchUp(ctx, c, opts.Since)
 	h.startPinger()
-	opened := false
-	defer func() {
-		c.readEnded.Store(true)
-		c.stopWriter()
-		_ = conn.Close()
-		c.cancel()
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.WriteTimeout)
-		h.leave(lctx, c)
-		cancel()
-		if opened {
-			h.safely(c, "OnClose", func() { handler.OnClose(c) })
-		}
-	}()
 	// Checked after joining: Shutdown sets closing before it walks the rooms,
 	// so a client either is seen by that walk or sees closing here.
 	if h.closing.Load() {
 		c.Close(websocket.CloseGoingAway, "server shutting down")
 	}
-	stop := context.AfterFunc(ctx, func() { c.Close(websocket.CloseGoingAway, "server shutting down") })
-	defer stop()
+	if ctx.Done() != nil {
+		c.rd.stop = context.AfterFunc(ctx, func() { c.Close(websocket.CloseGoingAway, "server shutting down") })
+	}
 
 	if cerr != nil {
 		h.log.Error("hub: reading room history failed", "room", room, "user", u.ID, "err", cerr)
@@ -214,10 +224,14 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, room string, u Us
 		c.Close(websocket.CloseTryAgainLater, "room unavailable")
 	} else {
 		h.safely(c, "OnOpen", func() { handler.OnOpen(c.ctx, c) })
-		opened = true
+		c.rd.opened = true
 		c.finishJoin(catchup, c.joinPos)
 	}
-	c.readLoop(handler)
+	c.installControlHandlers()
+	c.rd.polled = h.poller.add(c)
+	if !c.park() {
+		go c.read()
+	}
 }
 
 func refuse(conn *websocket.Conn, code int, reason string) {

@@ -4,8 +4,8 @@ import (
 	"time"
 )
 
-// The hub's timekeeper replaces two per-connection timers: a ping ticker
-// and a write deadline re-armed for every frame.
+// The hub's timekeeper replaces three per-connection timers: a ping ticker,
+// a write deadline re-armed for every frame and a read deadline.
 //
 // One goroutine per hub (pingLoop, running while the hub has connections)
 // walks the clients every tick and
@@ -19,6 +19,12 @@ import (
 //
 // The tick is an eighth of the shortest of PingInterval, PongTimeout and
 // WriteTimeout, so neither check is late by more than that fraction.
+//
+// It also stands in for a read deadline, which would need a goroutine
+// blocked in a read to notice it (an idle connection has none, see
+// reader.go): it cuts the socket of each client whose peer has sent
+// nothing for longer than PingInterval+PongTimeout, and wakes the reader
+// of each parked client that is closing.
 
 // now is the hub's monotonic clock, in nanoseconds since New.
 func (h *Hub) now() int64 { return int64(time.Since(h.epoch)) }
@@ -27,7 +33,7 @@ func (h *Hub) tick() time.Duration {
 	return min(h.cfg.PingInterval, h.cfg.PongTimeout, h.cfg.WriteTimeout) / 8
 }
 
-// startPinger makes sure the hub's pinger runs; Serve calls it after the
+// startPinger makes sure the hub's pinger runs; Start calls it after the
 // client has joined (so the pinger sees a non-zero connection count).
 func (h *Hub) startPinger() {
 	if h.pinging.CompareAndSwap(false, true) {
@@ -35,13 +41,14 @@ func (h *Hub) startPinger() {
 	}
 }
 
-// pingLoop exits once the hub has no connections; the next Serve starts it
+// pingLoop exits once the hub has no connections; the next Start starts it
 // again.
 func (h *Hub) pingLoop() {
 	t := time.NewTicker(h.tick())
 	defer t.Stop()
 	ping := int64(h.cfg.PingInterval)
 	stuck := int64(h.cfg.WriteTimeout)
+	alive := int64(h.cfg.PingInterval + h.cfg.PongTimeout)
 	for range t.C {
 		if h.nconns.Load() == 0 {
 			h.pinging.Store(false)
@@ -61,6 +68,7 @@ func (h *Hub) pingLoop() {
 				h.log.Debug("hub: write timed out", "room", c.room, "user", c.user.ID)
 				_ = c.conn.NetConn().Close()
 			}
+			c.watchReader(now, alive)
 		})
 	}
 }

@@ -19,7 +19,7 @@ import (
 const closeInternal = "internal error"
 
 // safely runs fn, which serves c; a panic in it closes c with 1011 and is
-// reported. Serve's read loop then drains until the peer answers the close.
+// reported. The reader then drains until the peer answers the close.
 func (h *Hub) safely(c *Client, what string, fn func()) {
 	defer func() {
 		if v := recover(); v != nil {
@@ -30,22 +30,31 @@ func (h *Hub) safely(c *Client, what string, fn func()) {
 	fn()
 }
 
-// recoverServe is Serve's last resort, for a panic outside the Handler
-// calls that safely guards: it closes the connection outright.
-func (h *Hub) recoverServe(c *Client) {
+// recoverStart is Start's last resort, for a panic outside the Handler
+// calls that safely guards: it closes the connection outright and tears it
+// down.
+func (h *Hub) recoverStart(c *Client) {
 	if v := recover(); v != nil {
 		h.panicked(c, "Serve", v)
-		if c.conn != nil {
-			refuse(c.conn, websocket.CloseInternalServerErr, closeInternal)
-		}
+		refuse(c.conn, websocket.CloseInternalServerErr, closeInternal)
+		c.end()
+	}
+}
+
+// recoverReader is recoverStart for a reader.
+func (h *Hub) recoverReader(c *Client) {
+	if v := recover(); v != nil {
+		h.panicked(c, "reader", v)
+		refuse(c.conn, websocket.CloseInternalServerErr, closeInternal)
+		c.end()
 	}
 }
 
 // recoverWriter ends a writer that panicked: the writer's turn ends so
-// Serve's teardown does not wait for it, a 1011 close frame is attempted
+// the teardown does not wait for it, a 1011 close frame is attempted
 // (if the panic came mid-frame the peer sees a broken frame instead, which
 // ends the connection as surely), nothing more is written, and the socket
-// is closed, which ends the read loop.
+// is closed, which ends the reader.
 func (c *Client) recoverWriter() {
 	v := recover()
 	if v == nil {
@@ -61,6 +70,7 @@ func (c *Client) recoverWriter() {
 		msg := websocket.FormatCloseMessage(websocket.CloseInternalServerErr, closeInternal)
 		_ = c.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeGrace))
 		_ = c.conn.Close()
+		c.wake() // a parked reader would not see the socket close
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -25,8 +26,11 @@ import (
 // under a room shard's lock (join and leave), never the other way round,
 // and is held only for map operations.
 type userShard struct {
-	mu    sync.RWMutex
-	conns map[string]map[*Client]struct{} // user id -> its local connections
+	mu sync.RWMutex
+	// conns maps a user id to its local connections: a slice, since a user
+	// has a few at most, and a set per user would cost an idle connection
+	// more than the rest of its entry.
+	conns map[string][]*Client
 }
 
 // userShards spreads the index so that joins and leaves of many users do
@@ -36,7 +40,7 @@ const userShards = 32
 func newUserShards() []*userShard {
 	s := make([]*userShard, userShards)
 	for i := range s {
-		s[i] = &userShard{conns: make(map[string]map[*Client]struct{})}
+		s[i] = &userShard{conns: make(map[string][]*Client)}
 	}
 	return s
 }
@@ -49,12 +53,7 @@ func (h *Hub) userShardFor(id string) *userShard {
 func (h *Hub) addUserConn(c *Client) {
 	us := h.userShardFor(c.user.ID)
 	us.mu.Lock()
-	set := us.conns[c.user.ID]
-	if set == nil {
-		set = make(map[*Client]struct{}, 1)
-		us.conns[c.user.ID] = set
-	}
-	set[c] = struct{}{}
+	us.conns[c.user.ID] = append(us.conns[c.user.ID], c)
 	us.mu.Unlock()
 }
 
@@ -62,10 +61,14 @@ func (h *Hub) addUserConn(c *Client) {
 func (h *Hub) removeUserConn(c *Client) {
 	us := h.userShardFor(c.user.ID)
 	us.mu.Lock()
-	if set := us.conns[c.user.ID]; set != nil {
-		delete(set, c)
-		if len(set) == 0 {
+	conns := us.conns[c.user.ID]
+	if i := slices.Index(conns, c); i >= 0 {
+		conns[i] = conns[len(conns)-1]
+		conns[len(conns)-1] = nil
+		if conns = conns[:len(conns)-1]; len(conns) == 0 {
 			delete(us.conns, c.user.ID)
+		} else {
+			us.conns[c.user.ID] = conns
 		}
 	}
 	us.mu.Unlock()
@@ -96,10 +99,7 @@ func (h *Hub) deliverUser(userID string, frame []byte) {
 	h.m.received()
 	us := h.userShardFor(userID)
 	us.mu.RLock()
-	var conns []*Client
-	for c := range us.conns[userID] {
-		conns = append(conns, c)
-	}
+	conns := slices.Clone(us.conns[userID])
 	us.mu.RUnlock()
 	if len(conns) == 0 {
 		return

@@ -16,7 +16,7 @@ import (
 // default, so without this a client could make the server write as fast as
 // it sends.
 func (a *App) newSession(conn *websocket.Conn, u packet.User) *wsSession {
-	s := &wsSession{app: a, user: u, frames: rate.NewLimiter(a.cfg.FrameRate, a.cfg.FrameBurst)}
+	s := &wsSession{app: a, user: u}
 	conn.SetPingHandler(func(data string) error { return s.ping(conn, data) })
 	return s
 }
@@ -24,7 +24,7 @@ func (a *App) newSession(conn *websocket.Conn, u packet.User) *wsSession {
 // ping answers a ping control frame within the frame budget and ignores it
 // beyond. It runs on the read goroutine, like HandleMessage.
 func (s *wsSession) ping(conn *websocket.Conn, data string) error {
-	if !s.allow(s.frames.Allow(), "frame") {
+	if !s.allow(s.spend(), "frame") {
 		s.tally(ErrRateLimited)
 		s.closeIfFlood()
 		return nil
@@ -69,4 +69,14 @@ func (s *wsSession) closeIfFlood() {
 	s.flooded = true
 	s.app.metrics.flood()
 	s.client.Close(websocket.ClosePolicyViolation, "rate limit exceeded")
+}
+
+// spend takes one frame from the connection's budget and reports whether
+// there was one. The budget is made at the first frame, full, as it would
+// be by then had it been made at connect: most viewers never send one.
+func (s *wsSession) spend() bool {
+	if s.frames == nil {
+		s.frames = rate.NewLimiter(s.app.cfg.FrameRate, s.app.cfg.FrameBurst)
+	}
+	return s.frames.Allow()
 }

@@ -366,7 +366,10 @@ func New(cfg Config, store *packet.Store, h *hub.Hub) *App {
 		a.origins[o] = true
 	}
 	a.upgrader = websocket.Upgrader{
-		ReadBufferSize: 512,
+		// The hub reads frames itself (hub/reader.go), so gorilla's read
+		// buffer only serves a connection refused by a cap; this asks for
+		// the smallest gorilla makes.
+		ReadBufferSize: 1,
 		// Write buffers are borrowed per write from a pool instead of being
 		// held by every idle connection.
 		WriteBufferPool: &sync.Pool{},

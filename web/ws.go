@@ -31,6 +31,9 @@ func (a *App) serveWS(c echo.Context) error {
 		a.metrics.reject("room")
 		return invalid("room names are 1 to 64 letters, digits, '-', '_' or '.'")
 	}
+	// A copy: the parameter is a substring of the request line, which the
+	// connection (its caps entry, its room) would otherwise keep alive.
+	room = strings.Clone(room)
 	var opts hub.ServeOptions
 	if since := c.QueryParam("since"); since != "" {
 		p, err := hub.ParsePosition(since)
@@ -62,16 +65,15 @@ func (a *App) serveWS(c echo.Context) error {
 		return nil // closed with the cap's code
 	}
 	s := a.newSession(conn, u)
-	// The connection gets a goroutine of its own and this handler returns, so
-	// net/http drops the request's read and write buffers and its own
-	// goroutine instead of holding them for the connection's life (hub's
-	// TestIdleConnectionsLoad measures the difference).
-	// net/http cancels the request context on return; the hub's Shutdown is
-	// what ends the connection.
-	go func() {
-		defer release()
-		a.hub.Serve(context.WithoutCancel(r.Context()), conn, room, hub.User{ID: u.ID, Name: u.Name}, s, opts)
-	}()
+	// The hub sets the connection up here and this handler returns, so
+	// net/http drops the request's buffers and its goroutine instead of
+	// holding them for the connection's life, and the hub reads and writes
+	// only while there is something to read or write (hub's
+	// TestIdleConnectionsLoad measures it). The connection's context is not
+	// the request's, which holds net/http's per-connection state and ends
+	// when this handler returns anyway; the hub's Shutdown is what ends the
+	// connection.
+	a.hub.Start(context.Background(), conn, room, hub.User{ID: u.ID, Name: u.Name}, s, opts, release)
 	return nil
 }
 
@@ -120,7 +122,7 @@ type wsSession struct {
 	app     *App
 	user    packet.User
 	client  *hub.Client   // set by OnOpen, before the first frame is read
-	frames  *rate.Limiter // every frame of this connection spends from it
+	frames  *rate.Limiter // every frame of this connection spends from it; see spend
 	strikes int           // see Config.FloodStrikes
 	flooded bool          // closed as a flood
 }
@@ -185,7 +187,7 @@ func (s *wsSession) OnClose(*hub.Client) {}
 func (s *wsSession) HandleMessage(ctx context.Context, c *hub.Client, msg []byte) {
 	defer s.closeIfFlood() // once this frame has been scored and answered
 	m, err := parseClientMessage(msg)
-	if !s.allow(s.frames.Allow(), "frame") {
+	if !s.allow(s.spend(), "frame") {
 		err = ErrRateLimited
 	} else if errors.Is(err, errNotJSON) {
 		s.tally(nil)
