@@ -126,9 +126,10 @@ func (c *Client) readFrames(buf []byte) error {
 			if hl == 0 {
 				break // the rest of the header is on its way
 			}
+			// Checked, not yet counted: a frame still arriving is parsed
+			// again on the next read, and must not be counted twice.
 			if !h.control() {
-				m.size += h.n
-				if h.n < 0 || m.size < 0 || m.size > c.hub.cfg.ReadLimit {
+				if total := m.size + h.n; h.n < 0 || total < 0 || total > c.hub.cfg.ReadLimit {
 					return c.tooBig()
 				}
 			}
@@ -201,6 +202,7 @@ func (c *Client) frame(h header, p []byte, m *message) error {
 		m.op = h.op
 	}
 	m.data = append(m.data, p...)
+	m.size += int64(len(p))
 	if h.fin {
 		op, msg := m.op, m.data
 		if msg == nil {
