@@ -113,12 +113,36 @@ type presenceSent struct {
 	online   int
 	users    string // canonical form of the user list, for change detection
 	lastJoin uint64
+	tick     uint64 // the presence tick that sent it
 }
+
+// presenceView is a merged view waiting to be told to a room's members.
+type presenceView struct {
+	snap     PresenceSnapshot
+	lastJoin uint64
+}
+
+// presenceLoopState is the presence loop's memory of what each room was told.
+type presenceLoopState struct {
+	tick uint64
+	sent map[string]*presenceSent
+	// held keeps the newest view of a big room until its spacing allows
+	// another frame (see presenceSpacing).
+	held map[string]presenceView
+}
+
+// presenceMembersPerTick spaces a big room's presence frames: a room gets
+// one at most every ceil(local members / presenceMembersPerTick) intervals,
+// so presence costs an instance about that many deliveries per room per
+// interval however big the room. In a live stream with constant joins and
+// leaves, one frame per second to every viewer would otherwise cost as
+// much as a broadcast a second.
+const presenceMembersPerTick = 1000
 
 // presenceLoop runs until ctx is done. Its state is confined to this
 // goroutine, so it needs no locks of its own.
 func (h *Hub) presenceLoop(ctx context.Context) {
-	sent := make(map[string]*presenceSent)
+	st := &presenceLoopState{sent: make(map[string]*presenceSent), held: make(map[string]presenceView)}
 	t := time.NewTicker(h.cfg.PresenceInterval)
 	defer t.Stop()
 	for {
@@ -127,7 +151,8 @@ func (h *Hub) presenceLoop(ctx context.Context) {
 			h.withdrawPresence(ctx)
 			return
 		case <-t.C:
-			h.presenceTick(ctx, sent)
+			st.tick++
+			h.presenceTick(ctx, st)
 		}
 	}
 }
@@ -135,7 +160,7 @@ func (h *Hub) presenceLoop(ctx context.Context) {
 // presenceTick syncs the rooms whose membership changed since the last
 // tick (joins and leaves mark them dirty) and tells local members of every
 // view that changed.
-func (h *Hub) presenceTick(ctx context.Context, sent map[string]*presenceSent) {
+func (h *Hub) presenceTick(ctx context.Context, st *presenceLoopState) {
 	dirty := h.takeDirty()
 	changed := make(map[string]PresenceSnapshot, len(dirty))
 	joins := make(map[string]uint64, len(dirty))
@@ -173,26 +198,55 @@ func (h *Hub) presenceTick(ctx context.Context, sent map[string]*presenceSent) {
 	}
 	for name, snap := range changed {
 		if snap.Online <= 0 {
-			delete(sent, name)
+			delete(st.sent, name)
+			delete(st.held, name)
 		}
 	}
 	for name, m := range merged {
-		key := usersKey(m.Users)
-		s := sent[name]
-		lastJoin := joins[name]
-		if s != nil && s.online == m.Online && s.users == key && s.lastJoin >= lastJoin {
-			continue
-		}
-		if s == nil {
-			s = &presenceSent{}
-			sent[name] = s
-		}
-		// A newcomer gets the current view even when the totals did not move
-		// (someone else left in the same interval).
-		s.online, s.users = m.Online, key
-		s.lastJoin = max(s.lastJoin, lastJoin)
-		h.broadcastLocal(name, presenceFrame(m))
+		st.held[name] = presenceView{snap: m, lastJoin: max(joins[name], st.held[name].lastJoin)}
 	}
+	for name, v := range st.held {
+		if h.tellPresence(st, name, v) {
+			delete(st.held, name)
+		}
+	}
+}
+
+// tellPresence sends view v to room name's local members unless they have
+// it already, and reports whether v is done with; false means the room's
+// spacing holds it back for a later tick.
+func (h *Hub) tellPresence(st *presenceLoopState, name string, v presenceView) bool {
+	key := usersKey(v.snap.Users)
+	s := st.sent[name]
+	if s != nil && s.online == v.snap.Online && s.users == key && s.lastJoin >= v.lastJoin {
+		return true
+	}
+	if s != nil && st.tick < s.tick+h.presenceSpacing(name) {
+		return false
+	}
+	if s == nil {
+		s = &presenceSent{}
+		st.sent[name] = s
+	}
+	// A newcomer gets the current view even when the totals did not move
+	// (someone else left in the same interval).
+	s.online, s.users, s.tick = v.snap.Online, key, st.tick
+	s.lastJoin = max(s.lastJoin, v.lastJoin)
+	h.broadcastLocal(name, presenceFrame(v.snap))
+	return true
+}
+
+// presenceSpacing is how many presence intervals apart room name's frames
+// go out: one more for every presenceMembersPerTick local members.
+func (h *Hub) presenceSpacing(name string) uint64 {
+	sh := h.shardFor(name)
+	sh.mu.RLock()
+	defer sh.mu.RUnlock()
+	n := 0
+	if r := sh.rooms[name]; r != nil {
+		n = len(r.members)
+	}
+	return uint64(1 + n/presenceMembersPerTick)
 }
 
 // withdrawPresence removes this instance from shared presence on the way

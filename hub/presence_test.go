@@ -2,6 +2,7 @@ package hub
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -304,4 +305,48 @@ func TestPresenceRewrittenAfterDataLoss(t *testing.T) {
 	cb2 := b.dial(t, "room", "b2")
 	waitPresence(t, cb2, 3)
 	waitPresence(t, ca, 3)
+}
+
+// A room of thousands gets presence frames spaced by its size however much
+// it churns, and the newest view still goes out once its turn comes; a
+// small room is told every interval.
+func TestPresenceSpacedInBigRooms(t *testing.T) {
+	h := New(Config{PresenceInterval: time.Hour}, NewMemoryBroker(), testLogger(), nil)
+	ctx := context.Background()
+	next := 0
+	join := func(room string, n int) {
+		for range n {
+			next++
+			if err := h.join(ctx, newClient(ctx, h, nil, room, User{ID: strconv.Itoa(next)})); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	join("big", 2*presenceMembersPerTick+500) // spacing 3
+	join("small", 10)                         // spacing 1
+	st := &presenceLoopState{sent: make(map[string]*presenceSent), held: make(map[string]presenceView)}
+	var bigTicks, smallTicks []uint64
+	for range 9 {
+		st.tick++
+		h.presenceTick(ctx, st)
+		if st.sent["big"].tick == st.tick {
+			bigTicks = append(bigTicks, st.tick)
+		}
+		if st.sent["small"].tick == st.tick {
+			smallTicks = append(smallTicks, st.tick)
+		}
+		join("big", 1) // churn every interval
+		join("small", 1)
+	}
+	if !slices.Equal(bigTicks, []uint64{1, 4, 7}) || len(smallTicks) != 9 {
+		t.Fatalf("big room told at ticks %v, small at %v; want big at 1, 4, 7 and small at every tick", bigTicks, smallTicks)
+	}
+	// Churn stops: the held newest view goes out at the big room's next turn.
+	for range 3 {
+		st.tick++
+		h.presenceTick(ctx, st)
+	}
+	if got, want := st.sent["big"].online, 2*presenceMembersPerTick+500+9; got != want {
+		t.Fatalf("big room last told %d online, want %d", got, want)
+	}
 }
