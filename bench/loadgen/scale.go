@@ -35,7 +35,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"sync"
 	"time"
 )
 
@@ -271,37 +270,20 @@ func dropEvery(ctx context.Context, cfg *Config, a *api, p *progress, snd *sende
 	drops := make([]ScaleDrop, n)
 	errs := make([]error, n)
 	p.setPhase(fmt.Sprintf("drop every %v", cfg.Interval), int64(n))
-	t := time.NewTicker(cfg.Interval)
-	defer t.Stop()
-	var wg sync.WaitGroup
-	for i := range n {
-		if i > 0 {
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-			}
+	paced(ctx, n, cfg.Interval, func(i int) {
+		defer p.done.Add(1)
+		inst := i % len(cfg.URLs)
+		var out struct {
+			Packet struct {
+				ID        string `json:"id"`
+				CreatedAt int64  `json:"created_at"`
+			} `json:"packet"`
 		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer p.done.Add(1)
-			inst := i % len(cfg.URLs)
-			var out struct {
-				Packet struct {
-					ID        string `json:"id"`
-					CreatedAt int64  `json:"created_at"`
-				} `json:"packet"`
-			}
-			sent := time.Now().UnixNano()
-			errs[i] = a.call(ctx, "POST", cfg.URLs[inst]+"/api/v1/rooms/"+url.PathEscape(cfg.Room)+"/packets", snd.token,
-				map[string]any{"kind": "equal", "total": 1, "count": 1, "greeting": "drop " + strconv.Itoa(i)}, &out, http.StatusCreated)
-			drops[i] = ScaleDrop{ID: out.Packet.ID, CreatedAtMs: out.Packet.CreatedAt, SentNs: sent, Instance: inst}
-		}()
-	}
-	wg.Wait()
+		sent := time.Now().UnixNano()
+		errs[i] = a.call(ctx, "POST", cfg.URLs[inst]+"/api/v1/rooms/"+url.PathEscape(cfg.Room)+"/packets", snd.token,
+			map[string]any{"kind": "equal", "total": 1, "count": 1, "greeting": "drop " + strconv.Itoa(i)}, &out, http.StatusCreated)
+		drops[i] = ScaleDrop{ID: out.Packet.ID, CreatedAtMs: out.Packet.CreatedAt, SentNs: sent, Instance: inst}
+	})
 	if err := errors.Join(append(errs, ctx.Err())...); err != nil {
 		return slices.DeleteFunc(drops, func(d ScaleDrop) bool { return d.ID == "" }), fmt.Errorf("drops: %w", err)
 	}

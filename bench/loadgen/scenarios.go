@@ -611,37 +611,20 @@ func fanoutPhase(ctx context.Context, cfg *Config, a *api, p *progress, h *fanou
 	meter.start()
 	p.setPhase(fmt.Sprintf("fanout %v", iv), int64(b))
 	sendErr := make(chan error, b)
-	t := time.NewTicker(iv)
-	var wg sync.WaitGroup
-	for i := range b {
-		if i > 0 {
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-			}
-		}
-		if ctx.Err() != nil {
-			break
-		}
+	paced(ctx, b, iv, func(i int) {
 		seq := seq0 + i
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			h.sentAt[seq].Store(time.Now().UnixNano())
-			var err error
-			if cfg.Target == TargetCentrifugo {
-				err = a.publish(ctx, cfg.Room, seq)
-			} else {
-				_, err = a.createPacket(ctx, snd, cfg.URLs[0], cfg.Room, "equal", 1, 1, fmt.Sprintf("seq %d", seq))
-			}
-			if err != nil {
-				sendErr <- err
-			}
-			p.done.Add(1)
-		}()
-	}
-	t.Stop()
-	wg.Wait()
+		h.sentAt[seq].Store(time.Now().UnixNano())
+		var err error
+		if cfg.Target == TargetCentrifugo {
+			err = a.publish(ctx, cfg.Room, seq)
+		} else {
+			_, err = a.createPacket(ctx, snd, cfg.URLs[0], cfg.Room, "equal", 1, 1, fmt.Sprintf("seq %d", seq))
+		}
+		if err != nil {
+			sendErr <- err
+		}
+		p.done.Add(1)
+	})
 	close(sendErr)
 	var err error
 	for e := range sendErr {
@@ -675,4 +658,26 @@ func fanoutPhase(ctx context.Context, cfg *Config, a *api, p *progress, h *fanou
 		err = fmt.Errorf("fanout every %v: %d of %d deliveries arrived (%d missing)", iv, d.Delivered, want, d.Missing)
 	}
 	return d, err
+}
+
+// paced calls f(0) at once and each later f(i) one every apart, each on its
+// own goroutine (a slow call must not delay the next), until n are started
+// or ctx ends, and returns once every call has.
+func paced(ctx context.Context, n int, every time.Duration, f func(i int)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var wg sync.WaitGroup
+	for i := range n {
+		if i > 0 {
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Go(func() { f(i) })
+	}
+	wg.Wait()
 }
