@@ -121,7 +121,8 @@ func (c *Client) finishJoin(catchup []*wire, pos Position) {
 	clear(c.held)
 	c.held = nil
 	c.joining = false
-	start := ok && c.startWriterLocked()
+	// A writer only for frames to write: pings and close frames start their own.
+	start := ok && c.head < len(c.queue) && c.startWriterLocked()
 	c.mu.Unlock()
 	if start {
 		go c.writeLoop()
