@@ -8,11 +8,7 @@ func (s *Store) grabOnly(ctx context.Context, id string, user User) (GrabResult,
 	if err := checkGrab(id, user); err != nil {
 		return GrabResult{}, err
 	}
-	req, err := newGrabRequest(user, "")
-	if err != nil {
-		return GrabResult{}, err
-	}
-	out, _ := s.grabBatch(ctx, id, []grabRequest{req})
+	out, _ := s.grabBatch(ctx, id, "", []grabRequest{newGrabRequest(user, "")})
 	return out[0].res, out[0].err
 }
 

@@ -20,7 +20,7 @@ import (
 //   - the answer is computed as the script computes it, in its order: a
 //     past winner gets already_grabbed with their claim, a user an
 //     exclusive packet is not for not_for_you, a wrong phrase
-//     wrong_password, anyone else sold_out (a fresh grab's token is never in
+//     wrong_password, anyone else sold_out (a fresh call's token is never in
 //     a claim, so the script's replay answer cannot arise);
 //   - the two answers that change with time are never given: an entry ends
 //     finishedMargin (for clock skew between this instance and Redis)

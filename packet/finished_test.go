@@ -79,7 +79,7 @@ func TestFinishedCacheAnswersAsRedis(t *testing.T) {
 					for _, pw := range passwords {
 						r := req(t, u, pw)
 						local, ok := store.done.answer(p.ID, r, store.cfg.Now().UnixMilli())
-						viaRedis, _ := store.grabBatch(ctx, p.ID, []grabRequest{r}) // the script itself, no cache
+						viaRedis, _ := store.grabBatch(ctx, p.ID, "", []grabRequest{r}) // the script itself, no cache
 						if errors.Is(viaRedis[0].err, ErrExpired) {
 							expired++
 						}

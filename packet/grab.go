@@ -55,10 +55,7 @@ func (s *Store) GrabWithPassword(ctx context.Context, id string, user User, pass
 	if err := checkGrab(id, user); err != nil {
 		return GrabResult{}, err
 	}
-	req, err := newGrabRequest(user, password)
-	if err != nil {
-		return GrabResult{}, unavailable("grab", err)
-	}
+	req := newGrabRequest(user, password)
 	if o, ok := s.answerLocally(id, req); ok {
 		return GrabResult{}, o.err
 	}
@@ -86,20 +83,25 @@ func checkGrab(id string, user User) error {
 
 type grabRequest struct {
 	user User
-	// token names this one grab, so that a script call retried after a lost
-	// reply recognises the claim it made and answers as it did the first time.
-	token string
 	// password is the SHA-256 of the grab's normalised phrase, "" for none.
 	password string
 	done     chan grabOutcome
 }
 
-func newGrabRequest(user User, password string) (grabRequest, error) {
+func newGrabRequest(user User, password string) grabRequest {
+	return grabRequest{user: user, password: passwordHash(password)}
+}
+
+// newCallToken names one grab script call, so that the call, retried by
+// go-redis after a lost reply, recognises the claims it made and answers as
+// it did the first time. With the user it names one grab: a call holds a
+// user's grab once.
+func newCallToken() (string, error) {
 	var b [8]byte
 	if _, err := rand.Read(b[:]); err != nil {
-		return grabRequest{}, err
+		return "", err
 	}
-	return grabRequest{user: user, token: hex.EncodeToString(b[:]), password: passwordHash(password)}, nil
+	return hex.EncodeToString(b[:]), nil
 }
 
 type grabOutcome struct {
@@ -146,7 +148,7 @@ func (s *Store) settleBatch(ctx context.Context, id string, reqs []grabRequest) 
 		return out
 	}
 	s.arm(ctx, id)
-	got, b := s.grabBatch(ctx, id, ask)
+	got, b := s.grabBatch(ctx, id, "", ask)
 	var pay []int
 	for j, i := range at {
 		out[i] = got[j]
@@ -217,11 +219,19 @@ func (s *Store) creditWinners(ctx context.Context, id string, reqs []grabRequest
 	}
 }
 
-// grabBatch runs the grab script for reqs (no credit). It returns each
-// request's outcome and what the batch as a whole did.
-func (s *Store) grabBatch(ctx context.Context, id string, reqs []grabRequest) ([]grabOutcome, batchReply) {
+// grabBatch runs the grab script for reqs (no credit) as the call named
+// token, a new one when token is "". It returns each request's outcome and
+// what the batch as a whole did.
+func (s *Store) grabBatch(ctx context.Context, id, token string, reqs []grabRequest) ([]grabOutcome, batchReply) {
 	out := make([]grabOutcome, len(reqs))
-	res, err := s.runGrab(ctx, id, reqs)
+	var err error
+	if token == "" {
+		token, err = newCallToken()
+	}
+	var res []any
+	if err == nil {
+		res, err = s.runGrab(ctx, id, token, reqs)
+	}
 	var b batchReply
 	var items []any
 	if err == nil {
@@ -241,15 +251,15 @@ func (s *Store) grabBatch(ctx context.Context, id string, reqs []grabRequest) ([
 
 // runGrab calls the grab script, followed on the same connection by WAIT
 // when Config.WaitReplicas asks for it.
-func (s *Store) runGrab(ctx context.Context, id string, reqs []grabRequest) ([]any, error) {
+func (s *Store) runGrab(ctx context.Context, id, token string, reqs []grabRequest) ([]any, error) {
 	outbox := "0"
 	if s.led != nil {
 		outbox = "1"
 	}
-	args := make([]any, 0, 1+4*len(reqs))
-	args = append(args, outbox)
+	args := make([]any, 0, 2+3*len(reqs))
+	args = append(args, outbox, token)
 	for _, r := range reqs {
-		args = append(args, r.user.ID, r.token, r.user.Name, r.password)
+		args = append(args, r.user.ID, r.user.Name, r.password)
 	}
 	if s.cfg.WaitReplicas == 0 {
 		return s.lua.grab.Run(ctx, s.rdb, s.k.packetKeys(id), args...).Slice()

@@ -45,11 +45,7 @@ func batch(t *testing.T, s *Store, id string, grabs ...grabRequest) []error {
 
 func req(t *testing.T, id, password string) grabRequest {
 	t.Helper()
-	r, err := newGrabRequest(User{ID: id, Name: strings.ToUpper(id)}, password)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return newGrabRequest(User{ID: id, Name: strings.ToUpper(id)}, password)
 }
 
 func wantErrs(t *testing.T, what string, got []error, want ...error) {

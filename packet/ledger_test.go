@@ -148,17 +148,24 @@ func TestLedgerRetriedGrabKeepsItsResult(t *testing.T) {
 	ctx := context.Background()
 	fund(t, ls.Store, "alice", 300)
 	p := mustCreate(t, ls.Store, CreateRequest{Room: "r", Sender: User{"alice", "Alice"}, Kind: Equal, Total: 300, Count: 3})
-	req, err := newGrabRequest(User{"bob", "Bob"}, "")
+	bob := newGrabRequest(User{"bob", "Bob"}, "")
+	token, err := newCallToken()
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, _ := ls.grabBatch(ctx, p.ID, []grabRequest{req})
-	again, _ := ls.grabBatch(ctx, p.ID, []grabRequest{req}) // the same call, retried after a lost reply
+	// Bob twice in one call: the second is already_grabbed, also when the
+	// call is retried.
+	first, _ := ls.grabBatch(ctx, p.ID, token, []grabRequest{bob, bob})
+	again, _ := ls.grabBatch(ctx, p.ID, token, []grabRequest{bob, bob}) // the same call, retried after a lost reply
 	if first[0].err != nil || again[0].err != nil || again[0].res.Amount != 100 || again[0].res.Seq != first[0].res.Seq {
 		t.Fatalf("first %+v, retried %+v", first[0], again[0])
 	}
-	other, _ := newGrabRequest(User{"bob", "Bob"}, "")
-	if out, _ := ls.grabBatch(ctx, p.ID, []grabRequest{other}); !errors.Is(out[0].err, ErrAlreadyGrabbed) {
+	for _, o := range []grabOutcome{first[1], again[1]} {
+		if !errors.Is(o.err, ErrAlreadyGrabbed) {
+			t.Fatalf("bob's second grab in the call: %+v (first call %+v, retried %+v)", o, first, again)
+		}
+	}
+	if out, _ := ls.grabBatch(ctx, p.ID, "", []grabRequest{bob}); !errors.Is(out[0].err, ErrAlreadyGrabbed) {
 		t.Fatalf("a new grab by the same user: %+v", out[0])
 	}
 	if _, err := ls.drainOutbox(ctx, p.ID); err != nil {

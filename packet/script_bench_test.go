@@ -39,15 +39,19 @@ func BenchmarkGrabScript(b *testing.B) {
 			ok := 0
 			for _, id := range ids {
 				for from := 0; from < racers; from += batch {
-					args := []any{"1"}
+					token, err := newCallToken()
+					if err != nil {
+						b.Fatal(err)
+					}
+					args := []any{"1", token}
 					for u := from; u < min(from+batch, racers); u++ {
-						args = append(args, "bench-user-"+strconv.Itoa(u), "0123456789abcdef", "User "+strconv.Itoa(u), "")
+						args = append(args, "bench-user-"+strconv.Itoa(u), "User "+strconv.Itoa(u), "")
 					}
 					res, err := s.lua.grab.EvalSha(ctx, rdb, s.k.packetKeys(id), args...).Slice()
 					if err != nil {
 						b.Fatal(err)
 					}
-					head, items, err := parseBatchReply(id, res, len(args)/4)
+					head, items, err := parseBatchReply(id, res, (len(args)-2)/3)
 					if err != nil {
 						b.Fatal(err)
 					}

@@ -8,29 +8,33 @@
 -- An exclusive packet refuses users outside its to set (one SMISMEMBER
 -- for the batch) and a password packet refuses a grab whose phrase hash
 -- differs; neither refusal is a claim, so the user may try again.
--- What a batch costs per grab is kept small: a grab's position follows from
--- meta's left_count (no HLEN), the outbox entry names the batch's positions
--- (not its claims, which the claims hash holds), and a claim is parsed only
--- for a user who already holds one. create.lua keeps a big packet's claims
--- hash a hash table, so that looking a grabber up does not scan it.
+-- What a batch costs per grab is kept small: one token names the call (not
+-- one per grab), a grab's position follows from meta's left_count (no HLEN),
+-- the outbox entry names the batch's positions (not its claims, which the
+-- claims hash holds), and a claim is parsed only for a user who already
+-- holds one. create.lua keeps a big packet's claims hash a hash table, so
+-- that looking a grabber up does not scan it.
 -- KEYS[1] meta hash, KEYS[2] shares list, KEYS[3] claims hash,
 -- KEYS[4] outbox stream (positions waiting to be committed to the ledger),
 -- KEYS[5] to set (the user ids of an exclusive packet)
 -- ARGV[1] '1' to record the new claims' positions in the outbox, '0' not to;
--- ARGV[2..] quadruples: user_id, token (unique to one grab call), name,
--- SHA-256 hex of the grab's NFC-normalised password ('' for none)
+-- ARGV[2] token: unique to this call (a retry of the call repeats it), and
+-- recorded in its claims: with the user, it names one grab;
+-- ARGV[3..] triples: user_id, name, SHA-256 hex of the grab's NFC-normalised
+-- password ('' for none)
 -- A claim is 'seq|amount|at_ms|token|name'; an outbox entry is
 -- {'/first', seq, '/last', seq}, the batch's positions.
 -- Returns {room, at_ms, duration_ms or -1, outbox entry id or '', count,
 -- left_count after the batch, r_1, r_2, ...} where r_i is
 -- 'amount|seq' for a share (also when the user's claim was made by this
--- same grab, whose reply was lost and which go-redis retried),
+-- same call, whose reply was lost and which go-redis retried),
 -- 'already_grabbed|<claim>' for a user who holds a claim from another grab,
 -- or a refusal code (not_found, not_yet, not_for_you, expired,
 -- wrong_password, already_grabbed, sold_out).
 local m = redis.call('HMGET', KEYS[1], 'status', 'visible_at', 'expires_at', 'count', 'room',
   'to_n', 'password_sha', 'left_count')
-local n = (#ARGV - 1) / 4
+local n = (#ARGV - 2) / 3
+local token = ARGV[2]
 local out = {m[5] or '', 0, -1, '', 0, 0}
 local function refuseAll(code)
   for i = 1, n do
@@ -52,7 +56,7 @@ if now < tonumber(m[2]) then
 end
 local users = {}
 for i = 1, n do
-  users[i] = ARGV[4 * i - 2]
+  users[i] = ARGV[3 * i]
 end
 local prior = redis.call('HMGET', KEYS[3], unpack(users))
 local allowed = nil
@@ -65,8 +69,10 @@ local eligible, seen = {}, {}
 for i = 1, n do
   local p = prior[i]
   if p then
-    local seq, amount, token = string.match(p, '^(%d+)|(%d+)|%d+|([^|]*)|')
-    if token == ARGV[4 * i - 1] then
+    local seq, amount, made = string.match(p, '^(%d+)|(%d+)|%d+|([^|]*)|')
+    if made == token and not seen[users[i]] then
+      -- this call made the claim: a retry, answered as the first time
+      seen[users[i]] = true
       out[6 + i] = amount .. '|' .. seq
     else
       out[6 + i] = 'already_grabbed|' .. p
@@ -77,7 +83,7 @@ for i = 1, n do
     out[6 + i] = 'already_grabbed'
   elseif closed then
     out[6 + i] = 'expired'
-  elseif password and ARGV[4 * i + 1] ~= password then
+  elseif password and ARGV[3 * i + 2] ~= password then
     out[6 + i] = 'wrong_password'
   else
     seen[users[i]] = true
@@ -93,7 +99,7 @@ if status ~= 'empty' and left > 0 then
 end
 local base = count - left
 local fields = {}
-local at = '|' .. now .. '|'
+local at = '|' .. now .. '|' .. token .. '|'
 for j, i in ipairs(eligible) do
   local share = shares[j]
   if share then
@@ -101,7 +107,7 @@ for j, i in ipairs(eligible) do
     local amount = string.sub(share, 1, colon - 1)
     local seq = tostring(base + j)
     fields[2 * j - 1] = users[i]
-    fields[2 * j] = seq .. '|' .. amount .. at .. ARGV[4 * i - 1] .. '|' .. ARGV[4 * i]
+    fields[2 * j] = seq .. '|' .. amount .. at .. ARGV[3 * i + 1]
     out[6 + i] = amount .. '|' .. seq
   else
     out[6 + i] = 'sold_out'
