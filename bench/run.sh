@@ -12,6 +12,9 @@
 # scale: SCALE_N viewers in one room over SCALE_INSTANCES instances on a
 # 3-master Redis Cluster, from SCALE_PROCS load processes, a packet every
 # SCALE_EVERY (SCALE_DROPS of them); then a rain that SCALE_RAIN_N viewers grab.
+# Its instances cut a viewer after SCALE_WRITE_TIMEOUT (60s; the server's
+# default is 10s) of a stalled write: here the viewers are load processes
+# starved by the instances on the same cores, not stuck clients.
 #
 # Ports (all on 127.0.0.1): RPORT (6390) the Redis; HB_PORT and HB_PORT+1
 # (8080, 8081) hongbao; 8000 Centrifugo (bench/centrifugo.json); CPORT..CPORT+2
@@ -51,7 +54,7 @@ TWO_FAN_N=${TWO_FAN_N:-10000}
 SETTLED_N=${SETTLED_N:-100000}
 SCALE_N=${SCALE_N:-100000} SCALE_RAIN_N=${SCALE_RAIN_N:-50000} SCALE_PROCS=${SCALE_PROCS:-6} SCALE_INSTANCES=${SCALE_INSTANCES:-6}
 SCALE_DROPS=${SCALE_DROPS:-12} SCALE_EVERY=${SCALE_EVERY:-5s} SCALE_RAIN_P=${SCALE_RAIN_P:-$RAIN_P} SCALE_RAIN_D=${SCALE_RAIN_D:-$RAIN_D}
-SCALE_MINUTES=${SCALE_MINUTES:-15} SCALE_PROGRESS_ABOVE=${SCALE_PROGRESS_ABOVE:-1000}
+SCALE_MINUTES=${SCALE_MINUTES:-15} SCALE_PROGRESS_ABOVE=${SCALE_PROGRESS_ABOVE:-1000} SCALE_WRITE_TIMEOUT=${SCALE_WRITE_TIMEOUT:-60s}
 SOURCES=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5
 
 # Every process started here may hold as many files as the hard limit allows
@@ -282,7 +285,7 @@ if section scale; then
     local i k first cnt urls=() pids=() files=() waits=() ip0
     fresh_cluster
     for i in $(seq 0 $((SCALE_INSTANCES - 1))); do
-      pids+=("$(start_hb $((SCALE_PORT + i)) REDIS_URL="$CLUSTER" HONGBAO_PROGRESS_ABOVE="$SCALE_PROGRESS_ABOVE")")
+      pids+=("$(start_hb $((SCALE_PORT + i)) REDIS_URL="$CLUSTER" HONGBAO_PROGRESS_ABOVE="$SCALE_PROGRESS_ABOVE" HONGBAO_WRITE_TIMEOUT="$SCALE_WRITE_TIMEOUT")")
       urls+=("http://127.0.0.1:$((SCALE_PORT + i))")
     done
     local U P

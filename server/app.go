@@ -178,9 +178,10 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 		NoShebang:      mini != nil,
 	})
 	h := hub.New(hub.Config{
-		NewThrottle: web.ProgressThrottles(cfg.ProgressAbove),
-		SendQueue:   cfg.SendQueue,
-		Presence:    hub.NewRedisPresence(rdb, hub.RedisPresenceConfig{Prefix: cfg.KeyPrefix}),
+		NewThrottle:  web.ProgressThrottles(cfg.ProgressAbove),
+		SendQueue:    cfg.SendQueue,
+		WriteTimeout: cfg.WriteTimeout,
+		Presence:     hub.NewRedisPresence(rdb, hub.RedisPresenceConfig{Prefix: cfg.KeyPrefix}),
 	}, broker, log, hub.NewMetrics(reg))
 	proxies, err := cfg.trustedProxies()
 	if err != nil {

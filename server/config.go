@@ -41,6 +41,7 @@ type Config struct {
 	SweepInterval   time.Duration
 	ProgressAbove   int
 	SendQueue       int
+	WriteTimeout    time.Duration
 	SessionRate     float64 // requests per second: a rate, not money
 	SessionBurst    int
 	GrabRate        float64 // requests per second: a rate, not money
@@ -123,6 +124,7 @@ func defaultConfig() Config {
 		SweepInterval:   time.Second,
 		ProgressAbove:   web.DefaultProgressAbove,
 		SendQueue:       h.SendQueue,
+		WriteTimeout:    h.WriteTimeout,
 		SessionRate:     float64(w.SessionRate),
 		SessionBurst:    w.SessionBurst,
 		GrabRate:        float64(w.GrabRate),
@@ -248,6 +250,7 @@ func registerFlags(fs *flag.FlagSet, c *Config) ([]setting, []error) {
 	boolean(&c.CoalesceGrabs, "coalesce-grabs", "HONGBAO_COALESCE_GRABS", d.CoalesceGrabs, "settle grabs of a hot packet that arrive together in one Redis script call")
 	num(&c.ProgressAbove, "progress-above", "HONGBAO_PROGRESS_ABOVE", d.ProgressAbove, "local room size from which grabbed events become progress events every 200ms (-1: only for packets grabbed faster than 64 per 200ms)", minusOneOrPositive)
 	num(&c.SendQueue, "send-queue", "HONGBAO_SEND_QUEUE", d.SendQueue, "frames queued per connection before a slow client is evicted", atLeast(1))
+	dur(&c.WriteTimeout, "write-timeout", "HONGBAO_WRITE_TIMEOUT", d.WriteTimeout, "how long one write to a WebSocket may take before the client is cut as stuck", over[time.Duration](0))
 	rate(&c.SessionRate, "session-rate", "HONGBAO_SESSION_RATE", d.SessionRate, "guest sessions per second per client IP")
 	num(&c.SessionBurst, "session-burst", "HONGBAO_SESSION_BURST", d.SessionBurst, "guest sessions a client IP may create at once", atLeast(1))
 	rate(&c.GrabRate, "grab-rate", "HONGBAO_GRAB_RATE", d.GrabRate, "grabs per second per user (all of its WebSockets and REST together)")

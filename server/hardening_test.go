@@ -63,6 +63,8 @@ func TestBadSettingsStopStartup(t *testing.T) {
 		{"HONGBAO_TRUSTED_PROXIES", "10.0.0.1"},
 		{"HONGBAO_SEND_QUEUE", "0"},
 		{"HONGBAO_SEND_QUEUE", "-5"},
+		{"HONGBAO_WRITE_TIMEOUT", "0s"},
+		{"HONGBAO_WRITE_TIMEOUT", "10"},
 		{"HONGBAO_GRAB_RATE", "0"},
 		{"HONGBAO_GRAB_RATE", "NaN"},
 		{"HONGBAO_CHAT_RATE", "-1"},
@@ -158,6 +160,7 @@ func TestDefaultsComeFromPackages(t *testing.T) {
 		got, want any
 	}{
 		{"send queue", c.SendQueue, h.SendQueue},
+		{"write timeout", c.WriteTimeout, h.WriteTimeout},
 		{"progress above", c.ProgressAbove, web.DefaultProgressAbove},
 		{"max count", c.MaxCount, p.Limits.MaxCount},
 		{"max share", c.MaxShare, p.Limits.MaxShare},
