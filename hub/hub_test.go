@@ -209,6 +209,11 @@ func TestPingPongKeepsLiveClientsAndDropsDeadOnes(t *testing.T) {
 		t.Fatalf("live client dropped: %v", err)
 	}
 	waitConns(t, ts.hub, 1)
+	for reason, want := range map[string]float64{"silent": 1, "write_timeout": 0} {
+		if got := counterValue(t, ts.metrics.cuts.WithLabelValues(reason)); got != want {
+			t.Errorf("cut_connections_total{reason=%q} = %v, want %v", reason, got, want)
+		}
+	}
 }
 
 func TestShutdownClosesWith1001WithinBound(t *testing.T) {

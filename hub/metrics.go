@@ -17,6 +17,7 @@ type Metrics struct {
 	brokerPub      prometheus.Counter
 	brokerRecv     prometheus.Counter
 	evictions      prometheus.Counter
+	cuts           *prometheus.CounterVec
 	fanoutDuration prometheus.Histogram
 	panics         prometheus.Counter
 	recoveries     *prometheus.CounterVec
@@ -60,6 +61,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Subsystem: sub, Name: "slow_client_evictions_total",
 			Help: "Clients closed because their send queue overflowed.",
 		}),
+		cuts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "cut_connections_total",
+			Help: "Sockets the timekeeper cut: reason=write_timeout for a write stuck longer than WriteTimeout, " +
+				"reason=silent for a peer that sent nothing for PingInterval+PongTimeout.",
+		}, []string{"reason"}),
 		panics: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "panics_total",
 			Help: "Panics while serving a connection (handler or writer); each closed its connection with 1011.",
@@ -77,7 +83,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.connections, m.rooms, m.messagesIn, m.messagesOut, m.writes,
-			m.brokerPub, m.brokerRecv, m.evictions, m.fanoutDuration, m.panics, m.recoveries)
+			m.brokerPub, m.brokerRecv, m.evictions, m.cuts, m.fanoutDuration, m.panics, m.recoveries)
 	}
 	return m
 }
@@ -123,6 +129,13 @@ func (m *Metrics) received() {
 func (m *Metrics) evicted() {
 	if m != nil {
 		m.evictions.Inc()
+	}
+}
+
+// cut counts a socket the timekeeper cut, by reason.
+func (m *Metrics) cut(reason string) {
+	if m != nil {
+		m.cuts.WithLabelValues(reason).Inc()
 	}
 }
 

@@ -66,6 +66,7 @@ func (h *Hub) pingLoop() {
 			}
 			if ws := c.writeStart.Load(); ws != 0 && now-ws > stuck && c.conn != nil {
 				h.log.Debug("hub: write timed out", "room", c.room, "user", c.user.ID)
+				h.m.cut("write_timeout")
 				_ = c.conn.NetConn().Close()
 			}
 			c.watchReader(now, alive)

@@ -286,6 +286,7 @@ func (c *Client) watchReader(now, alive int64) {
 	}
 	if now-c.rd.heard.Load() > alive {
 		c.hub.log.Debug("hub: peer silent too long", "room", c.room, "user", c.user.ID)
+		c.hub.m.cut("silent")
 		_ = c.conn.NetConn().Close()
 		c.wake()
 	} else if c.isClosing() {

@@ -62,6 +62,9 @@ func TestStuckWriteIsCutAfterWriteTimeout(t *testing.T) {
 	if got := counterValue(t, ts.metrics.evictions); got != 0 {
 		t.Errorf("slow_client_evictions = %v, want 0 (the write timeout, not the queue, drops it)", got)
 	}
+	if got := counterValue(t, ts.metrics.cuts.WithLabelValues("write_timeout")); got != 1 {
+		t.Errorf("cut_connections_total{reason=write_timeout} = %v, want 1", got)
+	}
 	if err := live.readErr(); err != nil {
 		t.Errorf("live client closed: %v", err)
 	}
