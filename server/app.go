@@ -181,6 +181,8 @@ func newInstance(cfg Config, log *slog.Logger, ln net.Listener) (*instance, erro
 		NewThrottle:  web.ProgressThrottles(cfg.ProgressAbove),
 		SendQueue:    cfg.SendQueue,
 		WriteTimeout: cfg.WriteTimeout,
+		PingInterval: cfg.PingInterval,
+		PongTimeout:  cfg.PongTimeout,
 		Presence:     hub.NewRedisPresence(rdb, hub.RedisPresenceConfig{Prefix: cfg.KeyPrefix}),
 	}, broker, log, hub.NewMetrics(reg))
 	proxies, err := cfg.trustedProxies()

@@ -42,6 +42,8 @@ type Config struct {
 	ProgressAbove   int
 	SendQueue       int
 	WriteTimeout    time.Duration
+	PingInterval    time.Duration
+	PongTimeout     time.Duration
 	SessionRate     float64 // requests per second: a rate, not money
 	SessionBurst    int
 	GrabRate        float64 // requests per second: a rate, not money
@@ -125,6 +127,8 @@ func defaultConfig() Config {
 		ProgressAbove:   web.DefaultProgressAbove,
 		SendQueue:       h.SendQueue,
 		WriteTimeout:    h.WriteTimeout,
+		PingInterval:    h.PingInterval,
+		PongTimeout:     h.PongTimeout,
 		SessionRate:     float64(w.SessionRate),
 		SessionBurst:    w.SessionBurst,
 		GrabRate:        float64(w.GrabRate),
@@ -251,6 +255,8 @@ func registerFlags(fs *flag.FlagSet, c *Config) ([]setting, []error) {
 	num(&c.ProgressAbove, "progress-above", "HONGBAO_PROGRESS_ABOVE", d.ProgressAbove, "local room size from which grabbed events become progress events every 200ms (-1: only for packets grabbed faster than 64 per 200ms)", minusOneOrPositive)
 	num(&c.SendQueue, "send-queue", "HONGBAO_SEND_QUEUE", d.SendQueue, "frames queued per connection before a slow client is evicted", atLeast(1))
 	dur(&c.WriteTimeout, "write-timeout", "HONGBAO_WRITE_TIMEOUT", d.WriteTimeout, "how long one write to a WebSocket may take before the client is cut as stuck", over[time.Duration](0))
+	dur(&c.PingInterval, "ping-interval", "HONGBAO_PING_INTERVAL", d.PingInterval, "how often each WebSocket is pinged (keep it below any proxy's idle timeout)", over[time.Duration](0))
+	dur(&c.PongTimeout, "pong-timeout", "HONGBAO_PONG_TIMEOUT", d.PongTimeout, "how long past a ping interval a silent WebSocket is kept before it is cut", over[time.Duration](0))
 	rate(&c.SessionRate, "session-rate", "HONGBAO_SESSION_RATE", d.SessionRate, "guest sessions per second per client IP")
 	num(&c.SessionBurst, "session-burst", "HONGBAO_SESSION_BURST", d.SessionBurst, "guest sessions a client IP may create at once", atLeast(1))
 	rate(&c.GrabRate, "grab-rate", "HONGBAO_GRAB_RATE", d.GrabRate, "grabs per second per user (all of its WebSockets and REST together)")

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -82,6 +83,38 @@ func TestWebSocketOutlivesReadTimeout(t *testing.T) {
 	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.ReadAll(conn); err != nil {
 		t.Fatalf("a stalled request body was not cut by ReadTimeout: %v", err)
+	}
+}
+
+// HONGBAO_PING_INTERVAL and HONGBAO_PONG_TIMEOUT reach the hub: a client
+// that reads but never answers a ping is pinged on the configured interval
+// and cut once silent for their sum.
+func TestPingSettingsCutASilentClient(t *testing.T) {
+	db, _ := redistest.New(t)
+	cfg := testConfig(t, db.URL())
+	cfg.PingInterval, cfg.PongTimeout = 100*time.Millisecond, 200*time.Millisecond
+	s := startServer(t, cfg)
+	_, tok := session(t, s, "Alice")
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(s.URL, "http")+"/ws?room=quiet&token="+tok, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var pings atomic.Int32
+	conn.SetPingHandler(func(string) error { pings.Add(1); return nil }) // no pong
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	start := time.Now()
+	for {
+		if _, _, err := conn.ReadMessage(); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("a client that never answers pings was not cut (%d pings)", pings.Load())
+			}
+			break
+		}
+	}
+	if took := time.Since(start); pings.Load() < 2 || took < cfg.PingInterval+cfg.PongTimeout {
+		t.Fatalf("cut after %v and %d pings; want at least 2 pings, 100ms apart, and PingInterval+PongTimeout of silence", took, pings.Load())
 	}
 }
 

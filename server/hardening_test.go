@@ -65,6 +65,8 @@ func TestBadSettingsStopStartup(t *testing.T) {
 		{"HONGBAO_SEND_QUEUE", "-5"},
 		{"HONGBAO_WRITE_TIMEOUT", "0s"},
 		{"HONGBAO_WRITE_TIMEOUT", "10"},
+		{"HONGBAO_PING_INTERVAL", "-1s"},
+		{"HONGBAO_PONG_TIMEOUT", "soon"},
 		{"HONGBAO_GRAB_RATE", "0"},
 		{"HONGBAO_GRAB_RATE", "NaN"},
 		{"HONGBAO_CHAT_RATE", "-1"},
@@ -161,6 +163,8 @@ func TestDefaultsComeFromPackages(t *testing.T) {
 	}{
 		{"send queue", c.SendQueue, h.SendQueue},
 		{"write timeout", c.WriteTimeout, h.WriteTimeout},
+		{"ping interval", c.PingInterval, h.PingInterval},
+		{"pong timeout", c.PongTimeout, h.PongTimeout},
 		{"progress above", c.ProgressAbove, web.DefaultProgressAbove},
 		{"max count", c.MaxCount, p.Limits.MaxCount},
 		{"max share", c.MaxShare, p.Limits.MaxShare},
