@@ -57,7 +57,7 @@ cli EVAL "local n=tonumber(ARGV[1]) local t={} for i=1,1000 do t[i]='7:7' end fo
 before=$(cli LLEN "$SHARES")
 cli CONFIG RESETSTAT >/dev/null
 c0=$(cpu)
-out=$(redis-benchmark -p "$PORT" -n "$N" -P "$P" -r 1000000000 -q EVALSHA "$SHA" 5 "$META" "$SHARES" "$CLAIMS" "$BOX" "$TO" "$OUTBOX" user:__rand_int__ token name "" 2>&1 | tr '\r' '\n' | grep -E 'requests per second' | tail -1)
+out=$(redis-benchmark -p "$PORT" -n "$N" -P "$P" -r 1000000000 -q EVALSHA "$SHA" 5 "$META" "$SHARES" "$CLAIMS" "$BOX" "$TO" "$OUTBOX" token user:__rand_int__ name "" 2>&1 | tr '\r' '\n' | grep -E 'requests per second' | tail -1)
 c1=$(cpu)
 after=$(cli LLEN "$SHARES")
 popped=$((before - after))

@@ -12,9 +12,11 @@
 # scale: SCALE_N viewers in one room over SCALE_INSTANCES instances on a
 # 3-master Redis Cluster, from SCALE_PROCS load processes, a packet every
 # SCALE_EVERY (SCALE_DROPS of them); then a rain that SCALE_RAIN_N viewers grab.
-# Its instances cut a viewer after SCALE_WRITE_TIMEOUT (60s; the server's
-# default is 10s) of a stalled write: here the viewers are load processes
-# starved by the instances on the same cores, not stuck clients.
+# Its instances cut a viewer after SCALE_WRITE_TIMEOUT of a stalled write
+# or SCALE_PONG_TIMEOUT past a ping interval of silence (60s each; the
+# server's defaults are 10s): here the viewers are load processes starved by
+# the instances on the same cores, not stuck clients. Each instance's cut and
+# eviction counters land in raw/<run>-cuts-<port>.txt.
 #
 # Ports (all on 127.0.0.1): RPORT (6390) the Redis; HB_PORT and HB_PORT+1
 # (8080, 8081) hongbao; 8000 Centrifugo (bench/centrifugo.json); CPORT..CPORT+2
@@ -54,7 +56,7 @@ TWO_FAN_N=${TWO_FAN_N:-10000}
 SETTLED_N=${SETTLED_N:-100000}
 SCALE_N=${SCALE_N:-100000} SCALE_RAIN_N=${SCALE_RAIN_N:-50000} SCALE_PROCS=${SCALE_PROCS:-6} SCALE_INSTANCES=${SCALE_INSTANCES:-6}
 SCALE_DROPS=${SCALE_DROPS:-12} SCALE_EVERY=${SCALE_EVERY:-5s} SCALE_RAIN_P=${SCALE_RAIN_P:-$RAIN_P} SCALE_RAIN_D=${SCALE_RAIN_D:-$RAIN_D}
-SCALE_MINUTES=${SCALE_MINUTES:-15} SCALE_PROGRESS_ABOVE=${SCALE_PROGRESS_ABOVE:-1000} SCALE_WRITE_TIMEOUT=${SCALE_WRITE_TIMEOUT:-60s}
+SCALE_MINUTES=${SCALE_MINUTES:-15} SCALE_PROGRESS_ABOVE=${SCALE_PROGRESS_ABOVE:-1000} SCALE_WRITE_TIMEOUT=${SCALE_WRITE_TIMEOUT:-60s} SCALE_PONG_TIMEOUT=${SCALE_PONG_TIMEOUT:-60s}
 SOURCES=127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5
 
 # Every process started here may hold as many files as the hard limit allows
@@ -285,7 +287,7 @@ if section scale; then
     local i k first cnt urls=() pids=() files=() waits=() ip0
     fresh_cluster
     for i in $(seq 0 $((SCALE_INSTANCES - 1))); do
-      pids+=("$(start_hb $((SCALE_PORT + i)) REDIS_URL="$CLUSTER" HONGBAO_PROGRESS_ABOVE="$SCALE_PROGRESS_ABOVE" HONGBAO_WRITE_TIMEOUT="$SCALE_WRITE_TIMEOUT")")
+      pids+=("$(start_hb $((SCALE_PORT + i)) REDIS_URL="$CLUSTER" HONGBAO_PROGRESS_ABOVE="$SCALE_PROGRESS_ABOVE" HONGBAO_WRITE_TIMEOUT="$SCALE_WRITE_TIMEOUT" HONGBAO_PONG_TIMEOUT="$SCALE_PONG_TIMEOUT")")
       urls+=("http://127.0.0.1:$((SCALE_PORT + i))")
     done
     local U P
@@ -308,6 +310,11 @@ if section scale; then
     "$OUT/bin/load" -merge "$F" -json >"$OUT/$tag.json" || echo "$tag FAILED"
     "$OUT/bin/load" -merge "$F" >"$OUT/$tag.txt" 2>&1 || true
     cat "$OUT/$tag.txt"
+    for i in $(seq 0 $((SCALE_INSTANCES - 1))); do
+      curl -sf -H "Authorization: Bearer $ADMIN" "http://127.0.0.1:$((SCALE_PORT + i))/metrics" |
+        grep -E '^hongbao_hub_(cut_connections|slow_client_evictions)_total' >"$OUT/raw/$tag-cuts-$((SCALE_PORT + i)).txt" || true
+    done
+    echo "$tag: sockets cut or evicted, by reason: $(cat "$OUT"/raw/"$tag"-cuts-*.txt | awk '{n[$1]+=$2} END {for (k in n) printf "%s %d; ", k, n[k]}')"
     for p in "${pids[@]}"; do stop_pid "$p"; done
   }
   for r in $(seq "$REPS"); do
