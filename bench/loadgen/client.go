@@ -119,6 +119,7 @@ func dial(ctx context.Context, cfg *Config, idx int, base, room string, h handle
 		return nil, fmt.Errorf("dial %s: %w", base, err)
 	}
 	c.ws = ws
+	ws.SetPingHandler(c.pong)
 	ws.SetReadDeadline(time.Now().Add(60 * time.Second))
 	if cfg.Target == TargetCentrifugo {
 		err = c.centrifugoHandshake(tok, room)
@@ -205,6 +206,19 @@ func (c *conn) close() {
 	c.wmu.Unlock()
 	_ = c.ws.Close()
 	<-c.done
+}
+
+// pong answers a ping. gorilla's default handler gives the pong one second
+// and skips it silently when that passes: a load process starved of CPU by
+// the servers it measures then skips enough of them to be cut as a silent
+// peer. This one waits as long as the tool's other writes, and a pong that
+// still cannot be written ends the connection, where the run counts it.
+func (c *conn) pong(data string) error {
+	err := c.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(30*time.Second))
+	if errors.Is(err, websocket.ErrCloseSent) {
+		return nil
+	}
+	return err
 }
 
 func (c *conn) readLoop() {
