@@ -251,25 +251,21 @@ func (c *conn) readLoop() {
 }
 
 var (
-	typePrefix   = []byte(`{"type":"`)
+	typeKey      = []byte(`"type":"`)
 	packetIDKey  = []byte(`"packet":{"id":"`)
 	greetingKey  = []byte(`"greeting":"`)
 	ignoredTypes = map[string]bool{"progress": true, "grabbed": true, "presence": true, "chat": true, "welcome": true, "rain": true}
 )
 
-// hongbaoFrame dispatches one server frame. The server writes "type" first,
-// so the frames no scenario looks at are skipped unparsed, and a packet
+// hongbaoFrame dispatches one server frame. The server writes "type" near
+// the start (after seq and epoch in a room's durable events), so the frames
+// no scenario looks at are skipped unparsed, and a packet
 // frame's id and greeting are cut out without a full decode (falling back to
 // encoding/json when the shape is not the expected one). This keeps the load
 // tool's own CPU, which shares the machine with the server, low.
 func (c *conn) hongbaoFrame(data []byte, now int64) {
 	var ev event
-	typ := ""
-	if rest, ok := bytes.CutPrefix(data, typePrefix); ok {
-		if i := bytes.IndexByte(rest, '"'); i > 0 {
-			typ = string(rest[:i])
-		}
-	}
+	typ := frameType(data)
 	if ignoredTypes[typ] {
 		return
 	}
@@ -307,6 +303,25 @@ func (c *conn) hongbaoFrame(data []byte, now int64) {
 	default:
 		c.h.onEvent(c, &ev, now)
 	}
+}
+
+// typeHead is how far into a frame frameType looks: past a durable event's
+// seq and epoch, not into its payload.
+const typeHead = 96
+
+// frameType returns the frame's top-level "type", or "" when it is not
+// within typeHead bytes (the caller then decodes the frame).
+func frameType(data []byte) string {
+	head := data[:min(len(data), typeHead)]
+	i := bytes.Index(head, typeKey)
+	if i < 0 {
+		return ""
+	}
+	rest := head[i+len(typeKey):]
+	if j := bytes.IndexByte(rest, '"'); j > 0 {
+		return string(rest[:j])
+	}
+	return ""
 }
 
 // cutString returns the JSON string value that follows key, when it has no

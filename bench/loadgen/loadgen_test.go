@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -239,6 +240,21 @@ func (r *recordingHandler) onEvent(_ *conn, ev *event, _ int64) {
 func (r *recordingHandler) onResult(*conn, *event, time.Duration, int64) {}
 func (r *recordingHandler) onBroadcast(_ *conn, seq int, _ int64)        { r.seqs = append(r.seqs, seq) }
 
+func TestFrameType(t *testing.T) {
+	for _, tc := range []struct{ frame, want string }{
+		{`{"type":"progress","packet_id":"x"}`, "progress"},
+		{`{"seq":18446744073709551615,"epoch":"46UrvLknGfsS","type":"packet","packet":{"id":"p"}}`, "packet"},
+		{`{"seq":1,"epoch":"` + strings.Repeat("e", 100) + `","type":"packet"}`, ""}, // too far: decoded instead
+		{`{"type":"`, ""},
+		{`{"type":""}`, ""},
+		{``, ""},
+	} {
+		if got := frameType([]byte(tc.frame)); got != tc.want {
+			t.Errorf("frameType(%.40q) = %q, want %q", tc.frame, got, tc.want)
+		}
+	}
+}
+
 func TestFrameParsing(t *testing.T) {
 	h := &recordingHandler{}
 	c := &conn{h: h, pending: map[string]int64{}}
@@ -246,10 +262,12 @@ func TestFrameParsing(t *testing.T) {
 	c.hongbaoFrame([]byte(`{"type":"packet","packet":{"id":"p1","room":"r","sender":{"id":"s","name":"n"},"greeting":"seq 7"}}`), 0)
 	c.hongbaoFrame([]byte(`{"type":"packet","packet":{"id":"p2","greeting":"say \"hi\""}}`), 0) // escaped: decoded by encoding/json
 	c.hongbaoFrame([]byte(`{"type":"finished","packet_id":"p1","reason":"empty","duration_ms":5}`), 0)
-	// As the server sends it: durable (seq and epoch first), with the final count.
+	// As the server sends them: durable (seq and epoch first), with the final count.
 	c.hongbaoFrame([]byte(`{"seq":9,"epoch":"e1","type":"finished","packet_id":"p2","reason":"expired","remaining":3,"duration_ms":null,"luckiest":null}`), 0)
-	want := []string{"packet:p1/seq 7", `packet:p2/say "hi"`, "finished:p1", "finished:p2"}
-	if fmt.Sprint(h.events) != fmt.Sprint(want) || fmt.Sprint(h.seqs) != "[7]" {
+	c.hongbaoFrame([]byte(`{"seq":10,"epoch":"e1","type":"packet","packet":{"id":"p3","greeting":"seq 8"}}`), 0)
+	c.hongbaoFrame([]byte(`{"seq":11,"epoch":"e1","type":"presence","count":3}`), 0)
+	want := []string{"packet:p1/seq 7", `packet:p2/say "hi"`, "finished:p1", "finished:p2", "packet:p3/seq 8"}
+	if fmt.Sprint(h.events) != fmt.Sprint(want) || fmt.Sprint(h.seqs) != "[7 8]" {
 		t.Fatalf("events %q seqs %v; want %q [7]", h.events, h.seqs, want)
 	}
 	h2 := &recordingHandler{}
