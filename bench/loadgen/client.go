@@ -269,6 +269,9 @@ func (c *conn) hongbaoFrame(data []byte, now int64) {
 	if ignoredTypes[typ] {
 		return
 	}
+	if typ == "result" {
+		ev, _ = resultFrame(data)
+	}
 	if typ == "packet" {
 		id, okID := cutString(data, packetIDKey)
 		greeting, okG := cutString(data, greetingKey)
@@ -303,6 +306,39 @@ func (c *conn) hongbaoFrame(data []byte, now int64) {
 	default:
 		c.h.onEvent(c, &ev, now)
 	}
+}
+
+var (
+	refKey          = []byte(`,"ref":"`)
+	okTrue          = []byte(`,"ok":true`)
+	resultPacketKey = []byte(`,"packet_id":"`)
+	errorCodeKey    = []byte(`,"error":{"code":"`)
+)
+
+// resultFrame cuts a result's ref, ok and error code out of the frame as the
+// server writes it (web/wsjson.go), and reports whether it could; the caller
+// decodes the frame otherwise.
+func resultFrame(data []byte) (event, bool) {
+	ref, ok := cutString(data, refKey)
+	if !ok {
+		return event{}, false
+	}
+	ev := event{Type: "result", Ref: ref, OK: bytes.Contains(data, okTrue)}
+	if bytes.Contains(data, resultPacketKey) {
+		if ev.PacketID, ok = cutString(data, resultPacketKey); !ok {
+			return event{}, false
+		}
+	}
+	if !ev.OK {
+		code, ok := cutString(data, errorCodeKey)
+		if !ok {
+			return event{}, false
+		}
+		ev.Error = &struct {
+			Code string `json:"code"`
+		}{code}
+	}
+	return ev, true
 }
 
 // typeHead is how far into a frame frameType looks: past a durable event's

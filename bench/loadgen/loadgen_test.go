@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -255,6 +257,36 @@ func TestFrameType(t *testing.T) {
 	}
 }
 
+// resultFrame reads results as the server writes them, and as encoding/json
+// would.
+func TestResultFrame(t *testing.T) {
+	for _, frame := range []string{
+		`{"type":"result","ref":"g1","ok":true,"packet_id":"p","amount":12,"remaining":3}`,
+		`{"type":"result","ref":"g2","ok":false,"error":{"code":"sold_out","message":"no share left"}}`,
+		`{"type":"result","ref":"g3","ok":false,"error":{"code":"rate_limited","message":"say \"slow\""}}`,
+	} {
+		got, ok := resultFrame([]byte(frame))
+		var want event
+		if err := json.Unmarshal([]byte(frame), &want); err != nil {
+			t.Fatal(err)
+		}
+		show := func(e event) string {
+			code := "<nil>"
+			if e.Error != nil {
+				code = e.Error.Code
+			}
+			e.Error = nil
+			return fmt.Sprintf("%+v code=%s", e, code)
+		}
+		if !ok || show(got) != show(want) {
+			t.Errorf("resultFrame(%s) = %s, %v; want %s", frame, show(got), ok, show(want))
+		}
+	}
+	if _, ok := resultFrame([]byte(`{"type":"result","ref":"g4","ok":false}`)); ok {
+		t.Error("a refusal without a code was cut, not decoded")
+	}
+}
+
 func TestFrameParsing(t *testing.T) {
 	h := &recordingHandler{}
 	c := &conn{h: h, pending: map[string]int64{}}
@@ -276,4 +308,36 @@ func TestFrameParsing(t *testing.T) {
 	if fmt.Sprint(h2.seqs) != "[3 4]" {
 		t.Fatalf("centrifugo seqs %v", h2.seqs)
 	}
+}
+
+// FuzzResultFrame checks resultFrame against encoding/json on results in
+// the server's shape (web/wsjson.go's appendResult), whatever the strings
+// in them: where it cuts a frame, it reads what encoding/json reads.
+func FuzzResultFrame(f *testing.F) {
+	f.Add("g1", true, "p", "", "", int64(12))
+	f.Add("g2", false, "", "sold_out", "no share left", int64(0))
+	f.Add(`a"b`, false, "", `c\d`, "<&>", int64(0))
+	f.Fuzz(func(t *testing.T, ref string, ok bool, packetID, code, message string, amount int64) {
+		q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
+		frame := `{"type":"result","ref":` + q(ref) + `,"ok":` + strconv.FormatBool(ok)
+		if packetID != "" {
+			frame += `,"packet_id":` + q(packetID) + `,"amount":` + strconv.FormatInt(amount, 10)
+		}
+		if !ok {
+			frame += `,"error":{"code":` + q(code) + `,"message":` + q(message) + `}`
+		}
+		frame += "}"
+		var want event
+		if err := json.Unmarshal([]byte(frame), &want); err != nil {
+			t.Fatalf("%s: %v", frame, err)
+		}
+		got, cut := resultFrame([]byte(frame))
+		if !cut {
+			return // decoded by encoding/json instead
+		}
+		if got.Ref != want.Ref || got.OK != want.OK || got.PacketID != want.PacketID ||
+			(got.Error == nil) != (want.Error == nil) || got.Error != nil && got.Error.Code != want.Error.Code {
+			t.Fatalf("%s: cut %+v (error %+v), encoding/json %+v (error %+v)", frame, got, got.Error, want, want.Error)
+		}
+	})
 }
