@@ -259,10 +259,10 @@ var (
 
 // hongbaoFrame dispatches one server frame. The server writes "type" near
 // the start (after seq and epoch in a room's durable events), so the frames
-// no scenario looks at are skipped unparsed, and a packet
-// frame's id and greeting are cut out without a full decode (falling back to
-// encoding/json when the shape is not the expected one). This keeps the load
-// tool's own CPU, which shares the machine with the server, low.
+// no scenario looks at are skipped unparsed, and a packet's id and greeting
+// and a result's ref and code are cut out without a full decode (falling
+// back to encoding/json when the shape is not the expected one). This keeps
+// the load tool's own CPU, which shares the machine with the server, low.
 func (c *conn) hongbaoFrame(data []byte, now int64) {
 	var ev event
 	typ := frameType(data)
